@@ -1,0 +1,1 @@
+"""The ``paragon`` command line."""

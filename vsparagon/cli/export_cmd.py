@@ -1,0 +1,72 @@
+"""``paragon export``: a checkpoint (or a random-init variant) to a fused ONNX graph."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from vsparagon.errors import ConfigError, MissingDependencyError
+
+DEFAULT_OPSET = 17  # mirrors vsparagon.export.DEFAULT_OPSET without importing torch
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``export`` on the ``paragon`` subcommand parser."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "export",
+        help="write a fused ONNX graph from a checkpoint",
+        description=(
+            "Fuse a ParagonSR checkpoint and write it as ONNX with dynamic batch, height and width, "
+            "after checking ONNX Runtime against PyTorch. Either give CHECKPOINT, or --variant/--scale "
+            "with --random-init to measure an untrained architecture."
+        ),
+    )
+    parser.add_argument("checkpoint", nargs="?", type=Path, help="a .safetensors file written by vsparagon")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    parser.add_argument("--fp16", action="store_true", help="export a float16 graph (float16 input/output)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--variant", help="with --random-init: tiny, xs, s, m, l or xl")
+    parser.add_argument("--scale", type=int, help="with --random-init: 1, 2, 3 or 4")
+    parser.add_argument("--random-init", action="store_true", help="export an untrained model (for benchmarks)")
+    parser.add_argument("--seed", type=int, default=0, help="with --random-init: weight seed (default 0)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``paragon export``."""
+    if args.random_init:
+        if args.checkpoint is not None:
+            raise ConfigError("give either CHECKPOINT or --random-init, not both")
+        if args.variant is None or args.scale is None:
+            raise ConfigError("--random-init needs --variant and --scale, e.g. --variant tiny --scale 2")
+    else:
+        if args.checkpoint is None:
+            raise ConfigError("give a CHECKPOINT file, or --variant V --scale S --random-init for an untrained model")
+        if args.variant is not None or args.scale is not None:
+            raise ConfigError("--variant and --scale go with --random-init; a checkpoint records its own")
+    if args.output.suffix.lower() != ".onnx":
+        raise ConfigError(f"output {str(args.output)!r} should end in .onnx")
+
+    try:
+        import torch
+
+        from vsparagon import models
+        from vsparagon.export import export_onnx
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"paragon export needs PyTorch and ONNX ({exc.name} is missing): pip install 'vsparagon[export]'"
+        ) from None
+
+    if args.random_init:
+        torch.manual_seed(args.seed)
+        model = models.create(args.variant, scale=args.scale)
+    else:
+        model = models.load(args.checkpoint, fused=True)
+    report = export_onnx(model, args.output, fp16=args.fp16, opset=args.opset)
+    d = report.descriptor
+    print(
+        f"wrote {report.path} ({d.variant} x{d.scale}, {report.precision}, opset {report.opset}, "
+        f"max |onnxruntime - torch| = {report.max_abs_error:.2e} <= {report.tolerance:g})"
+    )
+    return 0

@@ -1,0 +1,82 @@
+"""The model descriptor: everything a runtime needs to know about a model.
+
+The descriptor travels with every checkpoint (safetensors metadata) and every
+ONNX export (``metadata_props``), so that a runtime never has to inspect module
+internals. This module is pure Python: the runtime and the VapourSynth layer
+read descriptors without importing torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from vsparagon.errors import CheckpointError
+
+#: Key under which the descriptor JSON is stored in safetensors and ONNX metadata.
+METADATA_KEY = "vsparagon"
+#: Bumped when the checkpoint layout changes incompatibly.
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelDescriptor:
+    """What a checkpoint or ONNX file is, in the runtime's terms."""
+
+    arch: str
+    """Architecture family, e.g. ``"paragonsr"``."""
+    variant: str
+    """Registered variant name, e.g. ``"paragonsr_tiny"`` (``"custom"`` if none)."""
+    scale: int
+    """Output size / input size along each axis."""
+    in_channels: int = 3
+    """Input planes (3 = RGB)."""
+    out_channels: int = 3
+    """Output planes (3 = RGB)."""
+    multiple_of: int = 1
+    """Input height and width must be a multiple of this (1 = any size)."""
+    receptive_radius: int = 0
+    """How far, in input pixels, one output pixel can see; tiling overlap >= this is exact."""
+    fp16_safe: bool = True
+    """Whether half-precision inference is expected to stay finite on [0, 1] inputs."""
+    fused: bool = False
+    """True for the inference form (reparameterized branches merged)."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """Architecture hyperparameters, enough to rebuild the module without the variant table."""
+    format_version: int = FORMAT_VERSION
+    """Checkpoint format version this descriptor was written with."""
+
+    def to_json(self) -> str:
+        """Serialize to the JSON string stored in file metadata."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "<metadata>") -> ModelDescriptor:
+        """Parse a descriptor written by :meth:`to_json`.
+
+        Raises:
+            CheckpointError: if the text is not a descriptor this version understands.
+        """
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{source}: the vsparagon metadata is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{source}: the vsparagon metadata is not a JSON object")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{source}: checkpoint format version {version!r} is not supported "
+                f"(this vsparagon reads version {FORMAT_VERSION}); upgrade vsparagon or re-save the model"
+            )
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CheckpointError(
+                f"{source}: unknown descriptor fields {unknown}; was it written by a newer vsparagon?"
+            )
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise CheckpointError(f"{source}: incomplete vsparagon metadata ({exc})") from None

@@ -1,0 +1,207 @@
+"""Fused checkpoint -> ONNX, with a parity check against PyTorch before the file appears.
+
+The graph has one input ``input`` (N, 3, H, W) and one output ``output``
+(N, 3, H*scale, W*scale), with dynamic batch, height and width. Values are RGB in
+[0, 1]. An fp16 export takes and returns float16 tensors; an fp32 export float32.
+The model descriptor is stored in the graph's ``metadata_props`` under
+``vsparagon`` and the precision under ``vsparagon_precision``.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from vsparagon.descriptor import METADATA_KEY, ModelDescriptor
+from vsparagon.errors import ExportError
+from vsparagon.models.checkpoint import atomic_write
+from vsparagon.models.fusion import fuse
+from vsparagon.models.paragonsr.arch import ParagonSR
+from vsparagon.models.registry import describe
+
+#: Max abs difference allowed between ONNX Runtime (fp32 graph) and PyTorch fp32.
+FP32_TOLERANCE = 1e-4
+#: Max abs difference allowed between ONNX Runtime (fp16 graph) and PyTorch fp32.
+#: float16 has an 11-bit mantissa (spacing 2**-11 .. 2**-10 for values in [0.5, 2]);
+#: a few hundred rounded ops in sequence stay well under this on [0, 1] inputs.
+FP16_TOLERANCE = 2e-2
+#: Opsets this exporter has been checked with (ONNX Runtime loads all of them).
+OPSETS = range(11, 24)
+DEFAULT_OPSET = 17
+PRECISION_KEY = "vsparagon_precision"
+
+Precision = Literal["fp32", "fp16"]
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What :func:`export_onnx` wrote and how well it matched PyTorch."""
+
+    path: Path
+    """The ONNX file."""
+    precision: Precision
+    """``"fp32"`` or ``"fp16"`` (the graph's input/output dtype too)."""
+    opset: int
+    """ONNX opset of the graph."""
+    max_abs_error: float
+    """Max |ONNX Runtime - PyTorch fp32| on the check input (NaN if not verified)."""
+    tolerance: float
+    """The bound ``max_abs_error`` had to meet."""
+    descriptor: ModelDescriptor
+    """The descriptor stored in the file."""
+
+
+def export_onnx(
+    model: ParagonSR,
+    path: str | os.PathLike[str],
+    *,
+    fp16: bool = False,
+    opset: int = DEFAULT_OPSET,
+    verify: bool = True,
+    fused: bool = True,
+) -> ExportReport:
+    """Write ``model`` as an ONNX graph, atomically, after checking it against PyTorch.
+
+    Args:
+        model: a ParagonSR model in training or fused form (it is not modified).
+        path: destination ``.onnx`` file; it appears only if export and check succeed.
+        fp16: export a float16 graph (float16 input and output).
+        opset: ONNX opset, one of :data:`OPSETS`.
+        verify: run the graph in ONNX Runtime (CPU) and compare with PyTorch.
+        fused: export the fused inference form (the default). ``False`` keeps the
+            training-time branches, which is only useful to measure what fusion buys.
+
+    Raises:
+        ExportError: bad opset or destination, exporter failure, or a parity failure.
+    """
+    if not isinstance(model, ParagonSR):
+        raise TypeError(f"export_onnx() takes a ParagonSR model, got {type(model).__name__}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in OPSETS:
+        raise ExportError(f"unsupported opset {opset!r}; use one of {OPSETS.start}..{OPSETS.stop - 1}")
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise ExportError(f"{target}: folder {target.parent} does not exist")
+    if target.is_dir():
+        raise ExportError(f"{target}: is a folder; give a file name such as model.onnx")
+
+    reference = fuse(model).float().cpu()
+    graph_module = reference if fused else _training_form(model)
+    descriptor = replace(describe(reference), fused=fused)
+    precision: Precision = "fp16" if fp16 else "fp32"
+    tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
+    error = float("nan")
+
+    def write(tmp: Path) -> None:
+        nonlocal error
+        proto = _export_proto(graph_module, fp16=fp16, opset=opset, training=not fused)
+        _set_metadata(proto, {METADATA_KEY: descriptor.to_json(), PRECISION_KEY: precision})
+        _save_proto(proto, tmp)
+        if verify:
+            error = _parity_error(reference, tmp, fp16=fp16)
+            if not error <= tolerance:  # also catches NaN
+                raise ExportError(
+                    f"{target}: ONNX Runtime output differs from PyTorch by {error:.3g} "
+                    f"(allowed {tolerance:g} for {precision}); the file was not written"
+                    + ("; the model may not be fp16-safe, export without --fp16" if fp16 else "")
+                )
+
+    atomic_write(target, write)
+    return ExportReport(target, precision, opset, error, tolerance, descriptor)
+
+
+def _training_form(model: ParagonSR) -> nn.Module:
+    clone = copy.deepcopy(model).float().cpu()
+    return clone.train()
+
+
+def _export_proto(module: nn.Module, *, fp16: bool, opset: int, training: bool):  # noqa: ANN202
+    import onnx
+
+    dtype = torch.float16 if fp16 else torch.float32
+    module = copy.deepcopy(module).to(dtype)  # never touch the caller's fp32 reference
+    dummy = torch.rand(1, 3, 32, 32, dtype=dtype)
+    buffer = io.BytesIO()
+    mode = torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter warns it is deprecated
+            # The TorchScript-based exporter: fast, and its graphs for plain convs
+            # are what TensorRT and OpenVINO parse best.
+            torch.onnx.export(
+                module,
+                (dummy,),
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                training=mode,
+                do_constant_folding=not training,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={
+                    "input": {0: "batch", 2: "height", 3: "width"},
+                    "output": {0: "batch", 2: "out_height", 3: "out_width"},
+                },
+            )
+    except Exception as exc:  # the exporter raises many unrelated types
+        raise ExportError(f"the ONNX exporter failed at opset {opset}: {exc}") from exc
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _set_metadata(proto, values: dict[str, str]) -> None:  # noqa: ANN001
+    for key, value in values.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def _save_proto(proto, path: Path) -> None:  # noqa: ANN001
+    import onnx
+
+    try:
+        onnx.save_model(proto, str(path))
+    except OSError as exc:
+        raise ExportError(f"could not write {path}: {exc.strerror or exc}") from exc
+
+
+def _parity_error(reference: nn.Module, path: Path, *, fp16: bool) -> float:
+    """Max |ORT - torch fp32| on a fixed odd-sized random input, batch 2."""
+    import onnxruntime as ort
+
+    generator = torch.Generator().manual_seed(1234)
+    x = torch.rand(2, 3, 37, 45, generator=generator)
+    with torch.no_grad():
+        expected = reference.eval()(x).numpy()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = x.numpy().astype(np.float16 if fp16 else np.float32)
+    (got,) = session.run(["output"], {"input": feed})
+    if got.shape != expected.shape:
+        raise ExportError(f"ONNX output shape {got.shape} differs from PyTorch {expected.shape}")
+    return float(np.abs(got.astype(np.float32) - expected).max())
+
+
+def read_onnx_descriptor(path: str | os.PathLike[str]) -> tuple[ModelDescriptor, Precision]:
+    """Read the descriptor and precision stored in an ONNX file by :func:`export_onnx`."""
+    import onnx
+
+    source = Path(path)
+    try:
+        proto = onnx.load_model(str(source), load_external_data=False)
+    except Exception as exc:
+        raise ExportError(f"{source}: not a readable ONNX file ({exc})") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    if METADATA_KEY not in props:
+        raise ExportError(f"{source}: an ONNX file without vsparagon metadata (not written by paragon export)")
+    precision = props.get(PRECISION_KEY, "fp32")
+    if precision not in ("fp32", "fp16"):
+        raise ExportError(f"{source}: unknown precision {precision!r} in metadata")
+    return ModelDescriptor.from_json(props[METADATA_KEY], source=str(source)), precision  # type: ignore[return-value]

@@ -1,0 +1,166 @@
+"""Checkpoints: safetensors weights plus the model descriptor in the file's metadata.
+
+A file alone is enough to rebuild its model: the descriptor records the
+architecture, variant, scale, every hyperparameter and whether the weights are
+in fused (inference) or training form.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from vsparagon.descriptor import METADATA_KEY, ModelDescriptor
+from vsparagon.errors import CheckpointError, ConfigError
+from vsparagon.models.fusion import fuse
+from vsparagon.models.paragonsr.arch import ParagonSR
+from vsparagon.models.registry import ARCH, config_from_dict, describe
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeded.
+
+    The temporary file lives in the destination folder so the final rename is
+    atomic; on any failure it is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(model: ParagonSR, path: str | os.PathLike[str]) -> ModelDescriptor:
+    """Write ``model`` (training or fused form) to a safetensors file, atomically.
+
+    Returns:
+        The descriptor stored in the file's metadata.
+    """
+    if not isinstance(model, ParagonSR):
+        raise TypeError(f"save() takes a ParagonSR model, got {type(model).__name__}")
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise CheckpointError(f"{target}: folder {target.parent} does not exist")
+    descriptor = describe(model)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_write(target, lambda tmp: save_file(tensors, str(tmp), metadata={METADATA_KEY: descriptor.to_json()}))
+    return descriptor
+
+
+def read_descriptor(path: str | os.PathLike[str]) -> ModelDescriptor:
+    """Read only the descriptor of a checkpoint (cheap: the weights are not loaded)."""
+    source = Path(path)
+    _check_file(source)
+    try:
+        with safe_open(str(source), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{source}: not a readable safetensors checkpoint ({_first_line(exc)}); "
+            "the file is corrupted, truncated or of another format"
+        ) from None
+    if METADATA_KEY not in metadata:
+        raise CheckpointError(
+            f"{source}: a safetensors file without vsparagon metadata; it was not written by "
+            "vsparagon.models.save (foreign checkpoints are not supported)"
+        )
+    descriptor = ModelDescriptor.from_json(metadata[METADATA_KEY], source=str(source))
+    if descriptor.arch != ARCH:
+        raise CheckpointError(f"{source}: architecture {descriptor.arch!r} is not supported (expected {ARCH!r})")
+    return descriptor
+
+
+def load(path: str | os.PathLike[str], *, fused: bool | None = None, device: str = "cpu") -> ParagonSR:
+    """Rebuild a model from a checkpoint written by :func:`save`.
+
+    Args:
+        path: the ``.safetensors`` file.
+        fused: ``True`` returns the inference form (fusing a training-form file),
+            ``None`` keeps the form stored in the file. A fused file cannot be
+            loaded with ``fused=False``.
+        device: where to put the weights.
+
+    Raises:
+        CheckpointError: naming the file, when it is missing, unreadable, foreign,
+            or its tensors do not match its metadata.
+    """
+    source = Path(path)
+    descriptor = read_descriptor(source)
+    try:
+        cfg = config_from_dict(dict(descriptor.config), source=str(source))
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    if cfg.scale != descriptor.scale:
+        raise CheckpointError(
+            f"{source}: metadata disagrees with itself (scale {descriptor.scale} vs config scale {cfg.scale})"
+        )
+    if descriptor.fused and fused is False:
+        raise CheckpointError(
+            f"{source}: holds a fused (inference) model, which cannot be turned back into the "
+            "training form; load the training checkpoint instead, or pass fused=True/None"
+        )
+    model = ParagonSR(cfg, variant=descriptor.variant)
+    if descriptor.fused:
+        model = fuse(model, inplace=True)  # type: ignore[assignment]
+    try:
+        with safe_open(str(source), framework="pt", device=device) as handle:
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{source}: could not read the tensors ({_first_line(exc)}); the file is corrupted"
+        ) from None
+    _check_state(model, state, source)
+    model.load_state_dict(state, strict=True)
+    model.to(device)
+    if fused and not descriptor.fused:
+        model = fuse(model, inplace=True)  # type: ignore[assignment]
+    return model.eval() if descriptor.fused or fused else model
+
+
+def _check_state(model: ParagonSR, state: dict[str, torch.Tensor], source: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source}: tensors do not match the metadata ({_describe_keys(missing, 'missing')}"
+            f"{'; ' if missing and unexpected else ''}{_describe_keys(unexpected, 'unexpected')}); "
+            "the file was edited or written by an incompatible tool"
+        )
+    for key, ref in expected.items():
+        if tuple(state[key].shape) != tuple(ref.shape):
+            raise CheckpointError(
+                f"{source}: tensor {key!r} has shape {tuple(state[key].shape)}, the metadata implies "
+                f"{tuple(ref.shape)}; the file was edited or written by an incompatible tool"
+            )
+        if not state[key].is_floating_point():
+            raise CheckpointError(f"{source}: tensor {key!r} has non-float dtype {state[key].dtype}")
+
+
+def _describe_keys(keys: list[str], what: str) -> str:
+    if not keys:
+        return ""
+    shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    return f"{len(keys)} {what}: {shown}"
+
+
+def _check_file(source: Path) -> None:
+    if not source.exists():
+        raise CheckpointError(f"{source}: no such checkpoint file")
+    if not source.is_file():
+        raise CheckpointError(f"{source}: is not a file")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
