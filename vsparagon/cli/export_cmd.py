@@ -35,15 +35,18 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``paragon export``."""
+    checkpoint: Path | None = args.checkpoint
+    variant: str | None = args.variant
+    scale: int | None = args.scale
     if args.random_init:
-        if args.checkpoint is not None:
+        if checkpoint is not None:
             raise ConfigError("give either CHECKPOINT or --random-init, not both")
-        if args.variant is None or args.scale is None:
+        if variant is None or scale is None:
             raise ConfigError("--random-init needs --variant and --scale, e.g. --variant tiny --scale 2")
     else:
-        if args.checkpoint is None:
+        if checkpoint is None:
             raise ConfigError("give a CHECKPOINT file, or --variant V --scale S --random-init for an untrained model")
-        if args.variant is not None or args.scale is not None:
+        if variant is not None or scale is not None:
             raise ConfigError("--variant and --scale go with --random-init; a checkpoint records its own")
     if args.output.suffix.lower() != ".onnx":
         raise ConfigError(f"output {str(args.output)!r} should end in .onnx")
@@ -58,11 +61,12 @@ def run(args: argparse.Namespace) -> int:
             f"paragon export needs PyTorch and ONNX ({exc.name} is missing): pip install 'vsparagon[export]'"
         ) from None
 
-    if args.random_init:
+    if checkpoint is None:
+        assert variant is not None and scale is not None  # checked above
         torch.manual_seed(args.seed)
-        model = models.create(args.variant, scale=args.scale)
+        model = models.create(variant, scale=scale)
     else:
-        model = models.load(args.checkpoint, fused=True)
+        model = models.load(checkpoint, fused=True)
     report = export_onnx(model, args.output, fp16=args.fp16, opset=args.opset)
     d = report.descriptor
     print(

@@ -93,7 +93,7 @@ def export_onnx(
     if target.is_dir():
         raise ExportError(f"{target}: is a folder; give a file name such as model.onnx")
 
-    reference = fuse(model).float().cpu()
+    reference: ParagonSR = fuse(model).float().cpu()  # type: ignore[assignment]
     graph_module = reference if fused else _training_form(model)
     descriptor = replace(describe(reference), fused=fused)
     precision: Precision = "fp16" if fp16 else "fp32"
@@ -126,9 +126,7 @@ def _training_form(model: ParagonSR) -> nn.Module:
 def _export_proto(module: nn.Module, *, fp16: bool, opset: int, training: bool):  # noqa: ANN202
     import onnx
 
-    dtype = torch.float16 if fp16 else torch.float32
-    module = copy.deepcopy(module).to(dtype)  # never touch the caller's fp32 reference
-    dummy = torch.rand(1, 3, 32, 32, dtype=dtype)
+    dummy = torch.rand(1, 3, 32, 32)
     buffer = io.BytesIO()
     mode = torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL
     try:
@@ -139,7 +137,7 @@ def _export_proto(module: nn.Module, *, fp16: bool, opset: int, training: bool):
             torch.onnx.export(
                 module,
                 (dummy,),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # file-like objects are accepted
                 dynamo=False,
                 opset_version=opset,
                 training=mode,
@@ -153,7 +151,39 @@ def _export_proto(module: nn.Module, *, fp16: bool, opset: int, training: bool):
             )
     except Exception as exc:  # the exporter raises many unrelated types
         raise ExportError(f"the ONNX exporter failed at opset {opset}: {exc}") from exc
-    return onnx.load_from_string(buffer.getvalue())
+    proto = onnx.load_from_string(buffer.getvalue())
+    # Tracing in float16 would run PyTorch's (very slow) CPU half kernels; the
+    # graph is converted instead, and the parity check compares it with fp32.
+    return _to_float16(proto) if fp16 else proto
+
+
+def _to_float16(proto):  # noqa: ANN001, ANN202
+    """Turn every float32 tensor of a graph (weights, constants, inputs, outputs) into float16."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    def half(tensor: TensorProto) -> TensorProto:
+        if tensor.data_type != TensorProto.FLOAT:
+            return tensor
+        array = numpy_helper.to_array(tensor)
+        if np.abs(array).max(initial=0.0) > np.finfo(np.float16).max:
+            raise ExportError(f"weight {tensor.name!r} exceeds the float16 range; export without --fp16")
+        return numpy_helper.from_array(array.astype(np.float16), tensor.name)
+
+    graph = proto.graph
+    converted = [half(t) for t in graph.initializer]
+    del graph.initializer[:]
+    graph.initializer.extend(converted)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                attr.t.CopyFrom(half(attr.t))
+            elif node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT16
+    return proto
 
 
 def _set_metadata(proto, values: dict[str, str]) -> None:  # noqa: ANN001
@@ -201,7 +231,12 @@ def read_onnx_descriptor(path: str | os.PathLike[str]) -> tuple[ModelDescriptor,
     props = {p.key: p.value for p in proto.metadata_props}
     if METADATA_KEY not in props:
         raise ExportError(f"{source}: an ONNX file without vsparagon metadata (not written by paragon export)")
-    precision = props.get(PRECISION_KEY, "fp32")
-    if precision not in ("fp32", "fp16"):
-        raise ExportError(f"{source}: unknown precision {precision!r} in metadata")
-    return ModelDescriptor.from_json(props[METADATA_KEY], source=str(source)), precision  # type: ignore[return-value]
+    precision: Precision
+    match props.get(PRECISION_KEY, "fp32"):
+        case "fp32":
+            precision = "fp32"
+        case "fp16":
+            precision = "fp16"
+        case other:
+            raise ExportError(f"{source}: unknown precision {other!r} in metadata")
+    return ModelDescriptor.from_json(props[METADATA_KEY], source=str(source)), precision

@@ -7,6 +7,7 @@ in fused (inference) or training form.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -21,6 +22,9 @@ from vsparagon.errors import CheckpointError, ConfigError
 from vsparagon.models.fusion import fuse
 from vsparagon.models.paragonsr.arch import ParagonSR
 from vsparagon.models.registry import ARCH, config_from_dict, describe
+
+#: Metadata key of the SHA-256 over all tensors (names, dtypes, shapes, bytes).
+DIGEST_KEY = "vsparagon_sha256"
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -53,22 +57,25 @@ def save(model: ParagonSR, path: str | os.PathLike[str]) -> ModelDescriptor:
         raise CheckpointError(f"{target}: folder {target.parent} does not exist")
     descriptor = describe(model)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(target, lambda tmp: save_file(tensors, str(tmp), metadata={METADATA_KEY: descriptor.to_json()}))
+    metadata = {METADATA_KEY: descriptor.to_json(), DIGEST_KEY: tensor_digest(tensors)}
+    atomic_write(target, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return descriptor
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and raw bytes of ``tensors``, in name order."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def read_descriptor(path: str | os.PathLike[str]) -> ModelDescriptor:
     """Read only the descriptor of a checkpoint (cheap: the weights are not loaded)."""
     source = Path(path)
-    _check_file(source)
-    try:
-        with safe_open(str(source), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{source}: not a readable safetensors checkpoint ({_first_line(exc)}); "
-            "the file is corrupted, truncated or of another format"
-        ) from None
+    metadata = _read_metadata(source)
     if METADATA_KEY not in metadata:
         raise CheckpointError(
             f"{source}: a safetensors file without vsparagon metadata; it was not written by "
@@ -78,6 +85,19 @@ def read_descriptor(path: str | os.PathLike[str]) -> ModelDescriptor:
     if descriptor.arch != ARCH:
         raise CheckpointError(f"{source}: architecture {descriptor.arch!r} is not supported (expected {ARCH!r})")
     return descriptor
+
+
+def _read_metadata(source: Path) -> dict[str, str]:
+    _check_file(source)
+    try:
+        with safe_open(str(source), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{source}: not a readable safetensors checkpoint ({_first_line(exc)}); "
+            "the file is corrupted, truncated or of another format"
+        ) from None
+    return metadata
 
 
 def load(path: str | os.PathLike[str], *, fused: bool | None = None, device: str = "cpu") -> ParagonSR:
@@ -120,6 +140,10 @@ def load(path: str | os.PathLike[str], *, fused: bool | None = None, device: str
             f"{source}: could not read the tensors ({_first_line(exc)}); the file is corrupted"
         ) from None
     _check_state(model, state, source)
+    if _read_metadata(source).get(DIGEST_KEY) != tensor_digest(state):
+        raise CheckpointError(
+            f"{source}: the weights fail their checksum; the file is corrupted (re-download or re-export it)"
+        )
     model.load_state_dict(state, strict=True)
     model.to(device)
     if fused and not descriptor.fused:

@@ -82,7 +82,7 @@ class RepConv2d(nn.Module):
             return nn.Conv2d(cin, cout, k, padding=(k[0] // 2, k[1] // 2), groups=groups, bias=bias)
 
         self.main = conv(in_channels, out_channels, size)
-        self.aux = nn.ModuleList(conv(in_channels, out_channels, k) for k in aux_sizes)
+        self.aux: list[nn.Conv2d] = nn.ModuleList(conv(in_channels, out_channels, k) for k in aux_sizes)  # type: ignore[assignment]
         self.expand_in: nn.Conv2d | None = None
         self.expand_out: nn.Conv2d | None = None
         if expand:
