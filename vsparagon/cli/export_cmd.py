@@ -61,12 +61,13 @@ def run(args: argparse.Namespace) -> int:
             f"paragon export needs PyTorch and ONNX ({exc.name} is missing): pip install 'vsparagon[export]'"
         ) from None
 
-    if checkpoint is None:
-        assert variant is not None and scale is not None  # checked above
+    if checkpoint is not None:
+        model = models.load(checkpoint, fused=True)
+    elif variant is not None and scale is not None:
         torch.manual_seed(args.seed)
         model = models.create(variant, scale=scale)
-    else:
-        model = models.load(checkpoint, fused=True)
+    else:  # excluded by the checks above
+        raise ConfigError("nothing to export")
     report = export_onnx(model, args.output, fp16=args.fp16, opset=args.opset)
     d = report.descriptor
     print(
