@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from vsparagon._files import atomic_write
 from vsparagon.descriptor import METADATA_KEY, ModelDescriptor
 from vsparagon.errors import ExportError
-from vsparagon.models.checkpoint import atomic_write
 from vsparagon.models.fusion import fuse
 from vsparagon.models.paragonsr.arch import ParagonSR
 from vsparagon.models.registry import describe
+from vsparagon.onnx_fp16 import to_float16
 
 #: Max abs difference allowed between ONNX Runtime (fp32 graph) and PyTorch fp32.
 FP32_TOLERANCE = 1e-4
@@ -154,36 +155,7 @@ def _export_proto(module: nn.Module, *, fp16: bool, opset: int, training: bool):
     proto = onnx.load_from_string(buffer.getvalue())
     # Tracing in float16 would run PyTorch's (very slow) CPU half kernels; the
     # graph is converted instead, and the parity check compares it with fp32.
-    return _to_float16(proto) if fp16 else proto
-
-
-def _to_float16(proto):  # noqa: ANN001, ANN202
-    """Turn every float32 tensor of a graph (weights, constants, inputs, outputs) into float16."""
-    import onnx
-    from onnx import TensorProto, numpy_helper
-
-    def half(tensor: TensorProto) -> TensorProto:
-        if tensor.data_type != TensorProto.FLOAT:
-            return tensor
-        array = numpy_helper.to_array(tensor)
-        if np.abs(array).max(initial=0.0) > np.finfo(np.float16).max:
-            raise ExportError(f"weight {tensor.name!r} exceeds the float16 range; export without --fp16")
-        return numpy_helper.from_array(array.astype(np.float16), tensor.name)
-
-    graph = proto.graph
-    converted = [half(t) for t in graph.initializer]
-    del graph.initializer[:]
-    graph.initializer.extend(converted)
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                attr.t.CopyFrom(half(attr.t))
-            elif node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
-                attr.i = TensorProto.FLOAT16
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        if value.type.tensor_type.elem_type == TensorProto.FLOAT:
-            value.type.tensor_type.elem_type = TensorProto.FLOAT16
-    return proto
+    return to_float16(proto) if fp16 else proto
 
 
 def _set_metadata(proto, values: dict[str, str]) -> None:  # noqa: ANN001

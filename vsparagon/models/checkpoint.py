@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from vsparagon._files import atomic_write
 from vsparagon.descriptor import METADATA_KEY, ModelDescriptor
 from vsparagon.errors import CheckpointError, ConfigError
 from vsparagon.models.fusion import fuse
@@ -25,23 +24,6 @@ from vsparagon.models.registry import ARCH, config_from_dict, describe
 
 #: Metadata key of the SHA-256 over all tensors (names, dtypes, shapes, bytes).
 DIGEST_KEY = "vsparagon_sha256"
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeded.
-
-    The temporary file lives in the destination folder so the final rename is
-    atomic; on any failure it is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(model: ParagonSR, path: str | os.PathLike[str]) -> ModelDescriptor:

@@ -1,0 +1,38 @@
+"""GPU backends whose implementation has not landed yet: they fail with a clear message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vsparagon.runtime.backends.base import Backend, BackendError, Session
+from vsparagon.runtime.source import ModelSource
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Pending(Backend):
+    def open(self, source: ModelSource) -> Session:
+        raise BackendError(
+            f"backend={self.name!r} (GPU) is not available in this version of vsparagon yet; "
+            "use backend='ort-cpu', 'openvino' or 'torch'"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrtCuda(_Pending):
+    """ONNX Runtime with the CUDA execution provider (not yet implemented)."""
+
+    name = "ort-cuda"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrtTensorRT(_Pending):
+    """ONNX Runtime with the TensorRT execution provider (not yet implemented)."""
+
+    name = "ort-trt"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TensorRT(_Pending):
+    """Native TensorRT engines (not yet implemented)."""
+
+    name = "trt"

@@ -1,0 +1,64 @@
+"""OpenVINO on the CPU, compiled for each static input shape (tiles and frames have fixed shapes)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vsparagon.errors import MissingDependencyError
+from vsparagon.runtime.backends.base import Backend, BackendError, Session, onnx_file
+from vsparagon.runtime.source import ModelSource
+
+
+class OpenVinoSession(Session):
+    """Compiles the model once per input shape and reuses one infer request per shape."""
+
+    def __init__(self, core: Any, model: Any, config: dict[str, str], *, scale: int, fp16_io: bool) -> None:
+        super().__init__(scale=scale, input_dtype=np.float16 if fp16_io else np.float32, max_parallel=1)
+        self._core, self._model, self._config = core, model, config
+        self._requests: dict[tuple[int, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def _request(self, shape: tuple[int, ...]) -> Any:
+        with self._lock:
+            if shape not in self._requests:
+                model = self._model.clone()
+                model.reshape({model.inputs[0]: list(shape)})
+                compiled = self._core.compile_model(model, "CPU", self._config)
+                self._requests[shape] = compiled.create_infer_request()
+            return self._requests[shape]
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        request = self._request(batch.shape)
+        request.infer({0: batch}, share_inputs=True)
+        return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenVino(Backend):
+    """Intel OpenVINO runtime on the CPU; ``fp16`` sets its inference precision hint."""
+
+    name = "openvino"
+
+    def open(self, source: ModelSource) -> Session:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise MissingDependencyError("backend='openvino' needs OpenVINO: pip install openvino") from None
+        path, fp16_io = onnx_file(source, fp16=False) if source.kind != "onnx" else (source.path, False)
+        fp16_io = source.kind == "onnx" and source.precision == "fp16"
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:
+            raise BackendError(f"OpenVINO could not read {path.name}: {str(exc).splitlines()[0][:300]}") from None
+        config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f16" if self.fp16 else "f32",
+        }
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = str(self.threads)
+        return OpenVinoSession(core, model, config, scale=source.descriptor.scale, fp16_io=fp16_io)

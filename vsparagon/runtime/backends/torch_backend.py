@@ -1,0 +1,52 @@
+"""PyTorch, for checkpoints that cannot be exported; CUDA when available, else CPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vsparagon.errors import ConfigError, MissingDependencyError
+from vsparagon.runtime.backends.base import Backend, Session
+from vsparagon.runtime.source import ModelSource
+
+
+class TorchSession(Session):
+    """A fused ParagonSR module; PyTorch releases the GIL inside its kernels."""
+
+    def __init__(self, model: Any, device: Any, dtype: Any, *, scale: int) -> None:
+        super().__init__(scale=scale, input_dtype=np.float32, max_parallel=1)
+        self._model, self._device, self._dtype = model, device, dtype
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self._device, self._dtype)
+            return self._model(x).float().cpu().numpy()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TorchBackend(Backend):
+    """Runs ``.safetensors`` checkpoints directly."""
+
+    name = "torch"
+
+    def open(self, source: ModelSource) -> Session:
+        if source.kind != "checkpoint":
+            raise ConfigError(
+                "backend='torch' runs .safetensors checkpoints; for an .onnx model use backend='ort-cpu' or 'openvino'"
+            )
+        try:
+            import torch
+
+            from vsparagon import models
+        except ImportError:
+            raise MissingDependencyError("backend='torch' needs PyTorch: pip install 'vsparagon[export]'") from None
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        device = torch.device(f"cuda:{self.device}") if torch.cuda.is_available() else torch.device("cpu")
+        dtype = torch.float16 if self.fp16 and device.type == "cuda" else torch.float32
+        model = models.load(source.path, fused=True).to(device, dtype).eval()
+        return TorchSession(model, device, dtype, scale=source.descriptor.scale)

@@ -1,0 +1,165 @@
+"""Where a model comes from: a shipped variant, an ONNX file or a checkpoint.
+
+A :class:`ModelSource` names one file and carries its descriptor, read from the
+file's own metadata (ONNX ``metadata_props`` or safetensors metadata), so the
+runtime never needs torch to learn a model's scale or receptive radius.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from vsparagon.descriptor import METADATA_KEY, ModelDescriptor
+from vsparagon.errors import CheckpointError, ConfigError
+
+#: Folder of shipped, trained models (``models/`` at the repository root, or inside the package).
+SHIPPED_DIRS = (
+    Path(__file__).resolve().parents[1] / "shipped",
+    Path(__file__).resolve().parents[2] / "models",
+)
+VARIANTS = ("tiny", "xs", "s", "m", "l", "xl")
+SCALES = (1, 2, 3, 4)
+
+Kind = Literal["onnx", "checkpoint"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSource:
+    """One model file and what it is."""
+
+    path: Path
+    """The ``.onnx`` or ``.safetensors`` file."""
+    kind: Kind
+    """``"onnx"`` or ``"checkpoint"``."""
+    descriptor: ModelDescriptor
+    """Scale, channels, receptive radius, ..."""
+    precision: Literal["fp32", "fp16"] = "fp32"
+    """Tensor type of an ONNX graph's input and output."""
+    identity: str = ""
+    """Content identity (size, mtime and a hash of the head of the file), for caches."""
+
+
+def _identity(path: Path) -> str:
+    stat = path.stat()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        digest.update(handle.read(1 << 20))
+    digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def resolve(*, variant: str | None, scale: int, model: str | os.PathLike[str] | None) -> ModelSource:
+    """Find the model to run.
+
+    Args:
+        variant: a shipped variant name (ignored when ``model`` is given).
+        scale: the upscaling factor the caller expects; a model of another scale is an error.
+        model: a ``.onnx`` or ``.safetensors`` path used instead of a shipped variant.
+
+    Raises:
+        ConfigError: unknown variant, scale not shipped, scale mismatch.
+        CheckpointError: a missing, unreadable or foreign model file.
+    """
+    source = open_model(Path(model)) if model is not None else _shipped(variant or "tiny", scale)
+    if source.descriptor.scale != scale:
+        raise ConfigError(
+            f"model {source.path.name} upscales x{source.descriptor.scale}, but scale={scale} was asked; "
+            f"pass scale={source.descriptor.scale} or a x{scale} model"
+        )
+    if source.descriptor.in_channels != 3 or source.descriptor.out_channels != 3:
+        raise ConfigError(f"model {source.path.name} is not an RGB model (3 channels in and out)")
+    return source
+
+
+def _shipped(variant: str, scale: int) -> ModelSource:
+    key = variant.strip().lower().removeprefix("paragonsr_")
+    if key not in VARIANTS:
+        raise ConfigError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
+    available = shipped_models()
+    name = f"paragonsr_{key}_x{scale}"
+    if name in available:
+        return open_model(available[name])
+    listing = ", ".join(sorted(available)) or "none yet"
+    raise ConfigError(
+        f"no trained model ships for variant {key!r} at scale {scale} (shipped: {listing}); "
+        "pass model='path/to/model.onnx' (e.g. from `paragon export --variant tiny --scale 2 --random-init`)"
+    )
+
+
+def shipped_models() -> dict[str, Path]:
+    """Shipped model name (e.g. ``paragonsr_tiny_x2``) -> its fp32 ONNX file."""
+    found: dict[str, Path] = {}
+    for folder in SHIPPED_DIRS:
+        if folder.is_dir():
+            for path in sorted(folder.glob("paragonsr_*_x[1-4].onnx")):
+                found.setdefault(path.stem, path)
+    return found
+
+
+def open_model(path: Path) -> ModelSource:
+    """Read the descriptor of an ONNX or checkpoint file, with clear errors."""
+    if not path.exists():
+        raise CheckpointError(f"model file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"model path {str(path)!r} is not a file")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        descriptor, precision = _onnx_descriptor(path)
+        return ModelSource(path=path, kind="onnx", descriptor=descriptor, precision=precision, identity=_identity(path))
+    if suffix == ".safetensors":
+        from vsparagon.models.checkpoint import read_descriptor  # imports torch
+
+        return ModelSource(path=path, kind="checkpoint", descriptor=read_descriptor(path), identity=_identity(path))
+    raise CheckpointError(f"model {str(path)!r}: unknown file type {suffix!r}; use a .onnx or .safetensors file")
+
+
+def _onnx_descriptor(path: Path) -> tuple[ModelDescriptor, Literal["fp32", "fp16"]]:
+    """Descriptor from vsparagon metadata, or probed from the graph for foreign ONNX files."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 4
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"model {str(path)!r} is not a loadable ONNX file ({first[:200]})") from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise CheckpointError(f"model {str(path)!r} must have one input and one output (an image-to-image model)")
+    precision: Literal["fp32", "fp16"] = "fp16" if inputs[0].type == "tensor(float16)" else "fp32"
+    if inputs[0].type not in ("tensor(float)", "tensor(float16)"):
+        raise CheckpointError(f"model {str(path)!r}: input type {inputs[0].type} is not float32 or float16")
+    props = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY in props:
+        return ModelDescriptor.from_json(props[METADATA_KEY], source=str(path)), precision
+    # A foreign ONNX (e.g. another project's model): learn scale and channels by running it once.
+    shape = inputs[0].shape
+    channels = shape[1] if len(shape) == 4 and isinstance(shape[1], int) else 3
+    probe = np.zeros((1, channels, 16, 16), dtype=np.float16 if precision == "fp16" else np.float32)
+    try:
+        (out,) = session.run(None, {inputs[0].name: probe})
+    except Exception as exc:
+        raise CheckpointError(
+            f"model {str(path)!r} has no vsparagon metadata and failed on a 16x16 probe ({exc}); "
+            "it needs a fixed input size, which is not supported"
+        ) from None
+    scale = out.shape[-1] // 16
+    if out.ndim != 4 or out.shape[-1] != 16 * scale or out.shape[-2] != 16 * scale or scale < 1:
+        raise CheckpointError(f"model {str(path)!r}: output shape {out.shape} is not an integer upscale of 16x16")
+    descriptor = ModelDescriptor(
+        arch="onnx",
+        variant=path.stem,
+        scale=int(scale),
+        in_channels=int(channels),
+        out_channels=int(out.shape[1]),
+        receptive_radius=-1,  # unknown for a foreign graph
+        fused=True,
+    )
+    return descriptor, precision
