@@ -1,39 +1,50 @@
-"""Shared helpers for the test suite."""
+"""Shared fixtures: real ONNX models for the runtime and VapourSynth tests."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from helpers import randomize_
 
-from vsparagon.models import ParagonSR
-
-
-def randomize_(model: ParagonSR, seed: int = 0) -> ParagonSR:
-    """Give every parameter a random value of realistic size, in place.
-
-    Fresh models have tiny layer scales and a near-zero last conv, so their output
-    is almost the nearest-neighbour skip and hides mistakes in the body. These
-    weights make the body contribute O(1) to the output while keeping the output
-    O(1) for every depth, so absolute tolerances mean the same for tiny and xl.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    depth = model.cfg.num_groups * model.cfg.blocks_per_group
-    scale = 0.06 / depth**0.5
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("layer_scale"):
-                p.copy_(torch.empty(p.shape).uniform_(0.5 * scale, 1.5 * scale, generator=gen))
-            elif name.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
-            else:
-                std = 0.5 / p[0].numel() ** 0.5
-                if ".tail." in name:  # group tails compound across groups
-                    std /= model.cfg.num_groups
-                p.copy_(torch.randn(p.shape, generator=gen) * std)
-    return model
+import vsparagon.plugin  # noqa: F401  (first: loads OpenVINO before any VapourSynth core exists)
+from vsparagon import models
 
 
 @pytest.fixture
 def rng() -> torch.Generator:
     """A seeded torch generator."""
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> str:
+    """A tiny x2 ONNX with body-dominated random weights (outputs far from the skip)."""
+    path = tmp_path_factory.mktemp("models") / "tiny_x2.onnx"
+    _export(randomize_(models.create("tiny", scale=2), seed=3), path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def plain_onnx(tmp_path_factory) -> str:
+    """A tiny x2 ONNX whose last conv is zero: its output is exactly the nearest-neighbour enlargement."""
+    torch.manual_seed(0)
+    model = models.create("tiny", scale=2)
+    with torch.no_grad():
+        for p in model.upsample[0].parameters():
+            p.zero_()
+    path = tmp_path_factory.mktemp("models") / "plain_x2.onnx"
+    _export(model, path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_x3_onnx(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("models") / "tiny_x3.onnx"
+    _export(models.create("tiny", scale=3), path)
+    return str(path)
+
+
+def _export(model, path):
+    from vsparagon.export import export_onnx
+
+    return export_onnx(model, path)

@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import randomize_
+from helpers import randomize_
 from torch import nn
 
 from vsparagon import models

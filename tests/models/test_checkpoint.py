@@ -7,7 +7,7 @@ import struct
 
 import pytest
 import torch
-from conftest import randomize_
+from helpers import randomize_
 from safetensors.torch import load_file, save_file
 
 from vsparagon import models

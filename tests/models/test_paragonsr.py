@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import randomize_
+from helpers import randomize_
 
 from vsparagon import models
 from vsparagon.errors import ConfigError, InputError

@@ -37,6 +37,33 @@ class OpenVinoSession(Session):
         return np.array(request.get_output_tensor(0).data, dtype=np.float32)
 
 
+CLASH_HINT = (
+    "another OpenVINO build is already loaded in this process (vs-mlrt's vapoursynth-mlrt-ov plugin bundles "
+    "its own); import vsparagon before the first use of vapoursynth.core (e.g. `import vsparagon.plugin` at the "
+    "top of the script), or use backend='ort-cpu'"
+)
+
+
+def import_openvino() -> Any:
+    """Import the ``openvino`` Python package, with an actionable error when it cannot be used."""
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        if "mismatch" in str(exc):
+            raise BackendError(f"backend='openvino' is unusable: {CLASH_HINT}") from None
+        raise MissingDependencyError("backend='openvino' needs OpenVINO: pip install openvino") from None
+    return ov
+
+
+def openvino_usable() -> bool:
+    """True when :func:`import_openvino` succeeds in this process."""
+    try:
+        import_openvino()
+    except (BackendError, MissingDependencyError):
+        return False
+    return True
+
+
 @dataclass(frozen=True, kw_only=True)
 class OpenVino(Backend):
     """Intel OpenVINO runtime on the CPU; ``fp16`` sets its inference precision hint."""
@@ -44,12 +71,8 @@ class OpenVino(Backend):
     name = "openvino"
 
     def open(self, source: ModelSource) -> Session:
-        try:
-            import openvino as ov
-        except ImportError:
-            raise MissingDependencyError("backend='openvino' needs OpenVINO: pip install openvino") from None
-        path, fp16_io = onnx_file(source, fp16=False) if source.kind != "onnx" else (source.path, False)
-        fp16_io = source.kind == "onnx" and source.precision == "fp16"
+        ov = import_openvino()
+        path, fp16_io = onnx_file(source, fp16=False)
         core = ov.Core()
         try:
             model = core.read_model(str(path))

@@ -1,0 +1,194 @@
+"""``vsparagon.upscale`` on a real VapourSynth core, real clips and real runtimes."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import vapoursynth as vs
+from helpers import noise_clip, planes
+
+from vsparagon.plugin import formats, upscale
+from vsparagon.runtime import sessions
+
+FORMATS = [
+    vs.RGB24,
+    vs.RGB48,
+    vs.RGBH,
+    vs.RGBS,
+    vs.YUV420P8,
+    vs.YUV420P10,
+    vs.YUV422P8,
+    vs.YUV444P16,
+    vs.YUV444PS,
+    vs.GRAY8,
+    vs.GRAY16,
+    vs.GRAYS,
+]
+
+
+def _direct(onnx_path: str, frame: vs.VideoFrame) -> np.ndarray:
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    x = planes(frame).astype(np.float32)[None]
+    return session.run(None, {"input": x})[0][0]
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=lambda f: vs.core.get_video_format(f).name)
+def test_every_format_comes_back_in_the_same_format(fmt, plain_onnx):
+    clip = noise_clip(40, 30, fmt, length=2)
+    out = upscale(clip, model=plain_onnx, backend="ort-cpu")
+    assert out.format.id == clip.format.id
+    assert (out.width, out.height, out.num_frames) == (80, 60, 2)
+    # this model's output is exactly a nearest-neighbour enlargement, so the result must be the
+    # source enlarged: any wrong matrix, range, chroma siting or plane order shows up here
+    reference = clip.resize.Point(80, 60)
+    got_frame, want_frame = out.get_frame(1), reference.get_frame(1)
+    fmt_ = clip.format
+    lsb = 1e-3 if fmt_.sample_type == vs.FLOAT else 1.0
+    if fmt_.subsampling_w or fmt_.subsampling_h:  # chroma is resampled (Spline36) on the way
+        luma = [np.asarray(f[0]).astype(np.float64) for f in (got_frame, want_frame)]
+        assert np.abs(luma[0] - luma[1]).max() <= 1.01 * lsb
+        # chroma: the same conversions with a point enlargement in place of the model
+        info = formats.color_info(clip)
+        path = formats.from_rgbs(formats.to_rgbs(clip, info).resize.Point(80, 60), fmt_, info).get_frame(1)
+        for p in (1, 2):
+            got_c, want_c = (np.asarray(f[p]).astype(np.float64) for f in (got_frame, path))
+            assert np.abs(got_c - want_c).max() <= 1.01 * lsb
+    else:
+        got, want = planes(got_frame), planes(want_frame)
+        half = fmt_.bits_per_sample == 16 and fmt_.sample_type == vs.FLOAT
+        assert np.abs(got - want).max() <= (3e-3 if half else lsb * 1.01)
+
+
+def test_rgbs_output_equals_the_model(tiny_onnx):
+    clip = noise_clip(48, 36)
+    out = upscale(clip, model=tiny_onnx, backend="ort-cpu")
+    got = planes(out.get_frame(0))
+    want = _direct(tiny_onnx, clip.get_frame(0))
+    assert got.shape == (3, 72, 96)
+    assert np.abs(got - want).max() < 1e-5
+    assert np.abs(got - np.repeat(np.repeat(planes(clip.get_frame(0)), 2, 1), 2, 2)).mean() > 0.05
+
+
+def test_openvino_matches_onnxruntime(tiny_onnx):
+    clip = noise_clip(48, 36)
+    a = planes(upscale(clip, model=tiny_onnx, backend="ort-cpu").get_frame(0))
+    b = planes(upscale(clip, model=tiny_onnx, backend="openvino").get_frame(0))
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_frame_properties_are_carried_over(plain_onnx):
+    clip = noise_clip(32, 24, vs.YUV420P10).std.SetFrameProp("MyTag", intval=42)
+    out = upscale(clip, model=plain_onnx, backend="ort-cpu")
+    props = out.get_frame(0).props
+    assert props["MyTag"] == 42
+    assert props["_Matrix"] == 1  # BT.709, as the source said
+
+
+def test_same_output_whatever_the_thread_count_and_request_order(tiny_onnx):
+    clip = noise_clip(32, 24, length=4)
+    core = vs.core.core
+    old = core.num_threads
+    try:
+        core.num_threads = 1
+        serial = [planes(f) for f in upscale(clip, model=tiny_onnx, backend="ort-cpu").frames()]
+        core.num_threads = 4
+        out = upscale(clip, model=tiny_onnx, backend="ort-cpu")
+        futures = {n: out.get_frame_async(n) for n in (3, 1, 0, 2)}
+        parallel = {n: planes(fut.result()) for n, fut in futures.items()}
+    finally:
+        core.num_threads = old
+    for n in range(4):
+        assert np.array_equal(serial[n], parallel[n])
+    assert not np.array_equal(serial[0], serial[1])
+
+
+def test_one_session_per_configuration(tiny_onnx):
+    clip = noise_clip(16, 16)
+    upscale(clip, model=tiny_onnx, backend="ort-cpu", threads=1)
+    before = sessions.loaded_sessions()
+    for _ in range(3):
+        upscale(clip, model=tiny_onnx, backend="ort-cpu", threads=1)
+    assert sessions.loaded_sessions() == before
+    upscale(clip, model=tiny_onnx, backend="ort-cpu", threads=2)
+    assert sessions.loaded_sessions() == before + 1
+
+
+@pytest.mark.parametrize(("tile", "size"), [([24, 16], (50, 37)), (16, (33, 33)), ([64, 64], (50, 37))])
+def test_tiles_with_crop_join_equal_the_whole_frame(tiny_onnx, tile, size):
+    clip = noise_clip(*size)
+    whole = planes(upscale(clip, model=tiny_onnx, backend="ort-cpu").get_frame(0))
+    # overlap=-1 picks the receptive radius (60 for tiny): exact
+    tiled = planes(upscale(clip, model=tiny_onnx, backend="ort-cpu", tile=tile).get_frame(0))
+    assert np.abs(tiled - whole).max() < 1e-4
+
+
+def test_blend_join_keeps_seams_small(tiny_onnx):
+    clip = noise_clip(64, 48)
+    whole = planes(upscale(clip, model=tiny_onnx, backend="ort-cpu").get_frame(0))
+    blend = planes(upscale(clip, model=tiny_onnx, backend="ort-cpu", tile=24, overlap=12, join="blend").get_frame(0))
+    crop = planes(upscale(clip, model=tiny_onnx, backend="ort-cpu", tile=24, overlap=12, join="crop").get_frame(0))
+    # both joins are far below 8-bit visibility (2e-3) for this model at this overlap
+    assert np.abs(blend - whole).max() < 2e-3
+    assert np.abs(crop - whole).max() < 2e-3
+
+
+def test_alpha_is_upscaled_too(plain_onnx):
+    clip = noise_clip(32, 24, vs.RGB24)
+    alpha = vs.core.std.BlankClip(clip, format=vs.GRAY8, color=200)
+    with_alpha = clip.std.ClipToProp(alpha, "_Alpha")
+    out = upscale(with_alpha, model=plain_onnx, backend="ort-cpu")
+    frame = out.get_frame(0)
+    assert "_Alpha" in frame.props
+    alpha_out = frame.props["_Alpha"]
+    assert (alpha_out.width, alpha_out.height) == (64, 48)
+    assert abs(float(np.asarray(alpha_out[0]).mean()) - 200) < 3
+
+
+def test_frames_smaller_than_a_tile_and_one_pixel_edges(tiny_onnx):
+    for w, h in [(1, 1), (1, 9), (7, 1), (5, 3)]:
+        clip = noise_clip(w, h)
+        out = upscale(clip, model=tiny_onnx, backend="ort-cpu", tile=16)
+        assert (out.width, out.height) == (2 * w, 2 * h)
+        assert np.isfinite(planes(out.get_frame(0))).all()
+
+
+def _err(**kwargs) -> str:
+    clip = kwargs.pop("clip", None) or noise_clip(32, 24)
+    with pytest.raises(vs.Error) as info:
+        upscale(clip, **kwargs)
+    message = str(info.value)
+    assert message.startswith("paragon.Upscale: "), message
+    return message
+
+
+def test_bad_parameters_name_the_value_and_the_fix(tiny_onnx, tiny_x3_onnx, tmp_path):
+    m = tiny_onnx
+    assert "tile must be 0 (automatic) or 1 to 8192" in _err(model=m, tile=-1)
+    assert "tile must be 0 (automatic) or 1 to 8192" in _err(model=m, tile=100_000)
+    assert "tile must be an integer or [width, height]" in _err(model=m, tile="big")
+    assert "overlap must be -1" in _err(model=m, overlap=-5)
+    assert "larger than the tile" in _err(model=m, tile=8, overlap=20)
+    assert "unknown backend 'cuda'; valid backends: auto, ort-cpu" in _err(model=m, backend="cuda")
+    assert "unknown variant 'giant'" in _err(variant="giant")
+    assert "no trained model ships for variant 'tiny'" in _err(variant="tiny")
+    assert "scale must be one of 1, 2, 3, 4, got 5" in _err(model=m, scale=5)
+    assert "scale must be an integer" in _err(model=m, scale="2")
+    assert "threads must be 0" in _err(model=m, threads=-1)
+    assert "upscales x3, but scale=2 was asked" in _err(model=tiny_x3_onnx)
+    assert "does not exist" in _err(model=str(tmp_path / "none.onnx"))
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x08\x01garbage" * 50)
+    assert "is not a loadable ONNX file" in _err(model=str(garbage))
+    assert "unknown file type '.py'" in _err(model=__file__)
+    assert "GPU) is not available" in _err(model=m, backend="trt")
+    assert "join must be 'crop' or 'blend'" in _err(model=m, join="feather")
+
+
+def test_clips_without_a_constant_format_are_rejected(tiny_onnx):
+    a = noise_clip(32, 24)
+    b = noise_clip(40, 24)
+    mixed = vs.core.std.Splice([a, b], mismatch=True)
+    assert "variable format or size" in _err(clip=mixed, model=tiny_onnx)
+    with pytest.raises(vs.Error, match=r"paragon\.Upscale: clip must be a video clip"):
+        upscale(42, model=tiny_onnx)  # type: ignore[arg-type]

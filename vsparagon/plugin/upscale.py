@@ -1,0 +1,243 @@
+"""``paragon.Upscale``: the VapourSynth filter, all in Python.
+
+The work per frame is: RGBS planes -> (3, H, W) float32 -> tiled inference
+(GIL released inside the runtime) -> planes of a new RGBS frame. Everything
+around it (format conversion, validation, session sharing) happens once, when
+the filter is created, so a bad parameter fails the script, not a frame.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import vapoursynth as vs
+
+from vsparagon.errors import ConfigError, ParagonError
+from vsparagon.plugin import formats
+from vsparagon.runtime import tiling
+from vsparagon.runtime.backends import Session, backend_names
+from vsparagon.runtime.sessions import open_session, resolve_backend
+from vsparagon.runtime.source import SCALES, resolve
+
+PREFIX = "paragon.Upscale: "
+#: Memory one inference call may use when ``tile=0`` picks the tile size.
+DEFAULT_BUDGET_BYTES = 1536 * 1024 * 1024
+MAX_TILE = 8192
+JOINS = ("crop", "blend")
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How each frame is cut: core size and overlap (input pixels) and the join."""
+
+    tile_h: int
+    tile_w: int
+    overlap: int
+    join: tiling.JoinMode
+
+
+def upscale(
+    clip: vs.VideoNode,
+    variant: str = "tiny",
+    scale: int = 2,
+    model: str | os.PathLike[str] | None = None,
+    backend: str = "auto",
+    tile: int | Sequence[int] = 0,
+    overlap: int = -1,
+    fp16: bool | None = None,
+    threads: int = 0,
+    device: int = 0,
+    join: str = "crop",
+) -> vs.VideoNode:
+    """Upscale ``clip`` with a ParagonSR model; same format out, ``scale`` times larger.
+
+    Args:
+        clip: any constant-format RGB, YUV or GRAY clip, integer 8-16 bit or float 16/32.
+            An attached alpha (``_Alpha`` frame property) is upscaled too.
+        variant: shipped model: ``tiny``, ``xs``, ``s``, ``m``, ``l`` or ``xl``.
+        scale: upscaling factor (1-4); the model must have this scale.
+        model: a ``.onnx`` or ``.safetensors`` file used instead of a shipped variant.
+        backend: ``auto`` (OpenVINO, else ONNX Runtime), ``ort-cpu``, ``openvino``, ``torch``,
+            or the GPU backends ``ort-cuda``, ``ort-trt``, ``trt`` (not available yet).
+        tile: core tile size in input pixels, ``N`` or ``[width, height]``; 0 = whole frame
+            if it fits the memory budget, else the largest tile that does.
+        overlap: context around each tile in input pixels; -1 = the model's receptive
+            radius for ``join="crop"`` (tiled == whole frame), a smaller value for ``blend``.
+        fp16: half precision; None = the backend's default (off on CPU backends).
+        threads: CPU threads for inference; 0 = all.
+        device: GPU index for GPU backends.
+        join: how tiles are joined: ``crop`` (exact) or ``blend`` (feathered, smaller overlap).
+
+    Raises:
+        vs.Error: ``paragon.Upscale: ...`` naming the bad value and the fix.
+    """
+    try:
+        return _upscale(clip, variant, scale, model, backend, tile, overlap, fp16, threads, device, join)
+    except ParagonError as exc:
+        raise vs.Error(PREFIX + str(exc)) from None
+
+
+def _upscale(
+    clip: object,
+    variant: object,
+    scale: object,
+    model: object,
+    backend: object,
+    tile: object,
+    overlap: object,
+    fp16: object,
+    threads: object,
+    device: object,
+    join: object,
+) -> vs.VideoNode:
+    if not isinstance(clip, vs.VideoNode):
+        raise ConfigError(f"clip must be a video clip, got {type(clip).__name__}")
+    fmt = formats.check_format(clip)
+    scale_v = _int("scale", scale)
+    if scale_v not in SCALES:
+        raise ConfigError(f"scale must be one of {', '.join(map(str, SCALES))}, got {scale_v}")
+    variant_v = _str("variant", variant)
+    model_v = _path("model", model)
+    backend_v = _str("backend", backend).strip().lower()
+    if backend_v not in backend_names():
+        raise ConfigError(f"unknown backend {backend_v!r}; valid backends: {', '.join(backend_names())}")
+    join_v = _str("join", join)
+    if join_v not in JOINS:
+        raise ConfigError(f"join must be 'crop' or 'blend', got {join_v!r}")
+    threads_v = _int("threads", threads)
+    if not 0 <= threads_v <= 1024:
+        raise ConfigError(f"threads must be 0 (all cores) to 1024, got {threads_v}")
+    device_v = _int("device", device)
+    if device_v < 0:
+        raise ConfigError(f"device must be a GPU index >= 0, got {device_v}")
+    fp16_v = False if fp16 is None else bool(_int("fp16", fp16))
+
+    source = resolve(variant=variant_v, scale=scale_v, model=model_v)
+    config = resolve_backend(backend_v, source, fp16=fp16_v, threads=threads_v, device=device_v)
+    plan = _tile_plan(clip, source.descriptor.receptive_radius, source.descriptor.config, tile, overlap, join_v, fp16_v)
+    session = open_session(config, source)
+
+    info = formats.color_info(clip)
+    rgb = formats.to_rgbs(clip, info)
+    out = _infer_node(rgb, session, plan)
+    result = formats.from_rgbs(out, fmt, info)
+    if "_Alpha" in clip.get_frame(0).props:
+        alpha = clip.std.PropToClip("_Alpha")
+        alpha_up = formats.from_rgbs(_infer_node(formats.to_rgbs(alpha, _FULL), session, plan), alpha.format, _FULL)
+        result = result.std.ClipToProp(alpha_up, "_Alpha")
+    return result
+
+
+_FULL = formats.ColorInfo(matrix="709", full_range=True, chromaloc="left")
+
+
+def _tile_plan(
+    clip: vs.VideoNode,
+    radius: int,
+    config: dict[str, object],
+    tile: object,
+    overlap: object,
+    join: str,
+    fp16: bool,
+) -> TilePlan:
+    if isinstance(tile, int) and not isinstance(tile, bool):
+        sizes = [tile]
+    elif isinstance(tile, Sequence) and not isinstance(tile, str) and len(tile) in (1, 2):
+        sizes = [_int("tile", t) for t in tile]
+    else:
+        raise ConfigError(f"tile must be an integer or [width, height], got {tile!r}")
+    if any(s < 0 or s > MAX_TILE for s in sizes):
+        raise ConfigError(f"tile must be 0 (automatic) or 1 to {MAX_TILE} pixels, got {tile!r}")
+    mode: tiling.JoinMode = "blend" if join == "blend" else "crop"
+    overlap_v = _int("overlap", overlap)
+    if overlap_v < -1:
+        raise ConfigError(f"overlap must be -1 (automatic) or >= 0 input pixels, got {overlap_v}")
+    if overlap_v == -1:
+        overlap_v = tiling.auto_overlap(radius, mode) if radius >= 0 else 16
+    if sizes == [0] or sizes == [0, 0]:
+        dim = config.get("dim", 64)
+        tile_h, tile_w = tiling.auto_tile(
+            clip.height,
+            clip.width,
+            scale=1,
+            channels=3,
+            bytes_per_value=2 if fp16 else 4,
+            budget_bytes=DEFAULT_BUDGET_BYTES,
+            overlap=overlap_v,
+            work_factor=8 * int(dim) if isinstance(dim, int) else 512,
+        )
+    else:
+        tile_w = sizes[0]
+        tile_h = sizes[1] if len(sizes) == 2 else sizes[0]
+        if 0 in (tile_w, tile_h):
+            raise ConfigError(f"tile sizes must all be > 0 unless tile=0, got {tile!r}")
+    whole = tile_h >= clip.height and tile_w >= clip.width
+    if not whole and overlap != -1 and overlap_v > min(tile_h, tile_w):
+        # (the automatic overlap may exceed a small tile: exactness needs the full radius)
+        raise ConfigError(
+            f"overlap {overlap_v} is larger than the tile ({tile_w}x{tile_h}); use a larger tile or a smaller overlap"
+        )
+    return TilePlan(tile_h=min(tile_h, clip.height), tile_w=min(tile_w, clip.width), overlap=overlap_v, join=mode)
+
+
+def _infer_node(rgb: vs.VideoNode, session: Session, plan: TilePlan) -> vs.VideoNode:
+    """A node whose frame n is the model's output for frame n of the RGBS clip ``rgb``."""
+    s = session.scale
+    blank = vs.core.std.BlankClip(rgb, width=rgb.width * s, height=rgb.height * s, keep=True)
+    whole = plan.tile_h >= rgb.height and plan.tile_w >= rgb.width
+
+    def infer_frame(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
+        try:
+            return run_frame(f[0], f[1])
+        except Exception as exc:  # a frame error for this frame only; vspipe reports it and stops cleanly
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise vs.Error(f"{PREFIX}frame {n}: inference failed: {first}") from None
+
+    def run_frame(src: vs.VideoFrame, canvas: vs.VideoFrame) -> vs.VideoFrame:
+        image = np.stack([np.asarray(src[p]) for p in range(3)])  # (3, H, W) float32
+        if whole:
+            out = session.run(image[None])[0]
+        else:
+            out = tiling.run_tiled(
+                image,
+                session.run,
+                scale=s,
+                tile_h=plan.tile_h,
+                tile_w=plan.tile_w,
+                overlap=plan.overlap,
+                mode=plan.join,
+            )
+        frame = canvas.copy()
+        for p in range(3):
+            np.copyto(np.asarray(frame[p]), out[p])
+        frame.props.clear()
+        frame.props.update(src.props)
+        return frame
+
+    return vs.core.std.ModifyFrame(blank, [rgb, blank], infer_frame)
+
+
+def _int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _str(name: str, value: object) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _path(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)  # type: ignore[return-value]
+    text = _str(name, value)
+    return text or None
