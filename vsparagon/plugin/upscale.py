@@ -238,6 +238,6 @@ def _path(name: str, value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, os.PathLike):
-        return os.fspath(value)  # type: ignore[return-value]
+        return str(os.fspath(value))
     text = _str(name, value)
     return text or None
