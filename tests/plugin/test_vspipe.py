@@ -53,7 +53,8 @@ def test_vspipe_into_ffmpeg(small_video, tiny_onnx, tmp_path):
     info = subprocess.run([FFMPEG, "-i", str(out), "-f", "null", "-"], capture_output=True, text=True, timeout=120)
     assert re.search(r"Video: h264.*, 128x96", info.stderr), info.stderr
     frames = re.findall(r"frame=\s*(\d+)", info.stderr)
-    assert frames and int(frames[-1]) == 6, info.stderr
+    assert frames, info.stderr
+    assert int(frames[-1]) == 6, info.stderr
 
 
 def test_nothing_but_video_on_stdout(small_video, tiny_onnx, tmp_path):
@@ -63,7 +64,8 @@ def test_nothing_but_video_on_stdout(small_video, tiny_onnx, tmp_path):
     data = result.stdout
     header, _, rest = data.partition(b"\n")
     assert header.startswith(b"YUV4MPEG2 ")
-    assert b" W128 H96 " in header and b" C420" in header
+    assert b" W128 H96 " in header
+    assert b" C420" in header
     frame_bytes = 128 * 96 * 3 // 2  # 4:2:0, 8 bit
     assert len(rest) == 6 * (len(b"FRAME\n") + frame_bytes)
     assert rest.count(b"FRAME\n") >= 6
