@@ -114,13 +114,20 @@ def test_one_session_per_configuration(tiny_onnx):
     assert sessions.loaded_sessions() == before + 1
 
 
-@pytest.mark.parametrize(("tile", "size"), [([24, 16], (50, 37)), (16, (33, 33)), ([64, 64], (50, 37))])
+@pytest.mark.parametrize(("tile", "size"), [([64, 70], (201, 190)), (61, (130, 150)), ([300, 300], (50, 37))])
 def test_tiles_with_crop_join_equal_the_whole_frame(tiny_onnx, tile, size):
     clip = noise_clip(*size)
     whole = planes(upscale(clip, model=tiny_onnx, backend="ort-cpu").get_frame(0))
     # overlap=-1 picks the receptive radius (60 for tiny): exact
     tiled = planes(upscale(clip, model=tiny_onnx, backend="ort-cpu", tile=tile).get_frame(0))
     assert np.abs(tiled - whole).max() < 1e-4
+
+
+def test_crop_join_with_too_little_overlap_is_not_exact(tiny_onnx):
+    clip = noise_clip(96, 80)
+    whole = planes(upscale(clip, model=tiny_onnx, backend="ort-cpu").get_frame(0))
+    tiled = planes(upscale(clip, model=tiny_onnx, backend="ort-cpu", tile=32, overlap=2).get_frame(0))
+    assert np.abs(tiled - whole).max() > 1e-4  # the exactness test above can fail
 
 
 def test_blend_join_keeps_seams_small(tiny_onnx):
@@ -168,7 +175,8 @@ def test_bad_parameters_name_the_value_and_the_fix(tiny_onnx, tiny_x3_onnx, tmp_
     assert "tile must be 0 (automatic) or 1 to 8192" in _err(model=m, tile=100_000)
     assert "tile must be an integer or [width, height]" in _err(model=m, tile="big")
     assert "overlap must be -1" in _err(model=m, overlap=-5)
-    assert "larger than the tile" in _err(model=m, tile=8, overlap=20)
+    assert "overlap 20 (overlap) is larger than the tile width 8" in _err(model=m, tile=8, overlap=20)
+    assert "(the model's receptive radius) is larger than the tile" in _err(model=m, tile=16)
     assert "unknown backend 'cuda'; valid backends: auto, ort-cpu" in _err(model=m, backend="cuda")
     assert "unknown variant 'giant'" in _err(variant="giant")
     assert "no trained model ships for variant 'tiny'" in _err(variant="tiny")

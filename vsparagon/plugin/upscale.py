@@ -174,12 +174,16 @@ def _tile_plan(
         tile_h = sizes[1] if len(sizes) == 2 else sizes[0]
         if 0 in (tile_w, tile_h):
             raise ConfigError(f"tile sizes must all be > 0 unless tile=0, got {tile!r}")
-    whole = tile_h >= clip.height and tile_w >= clip.width
-    if not whole and overlap != -1 and overlap_v > min(tile_h, tile_w):
-        # (the automatic overlap may exceed a small tile: exactness needs the full radius)
-        raise ConfigError(
-            f"overlap {overlap_v} is larger than the tile ({tile_w}x{tile_h}); use a larger tile or a smaller overlap"
-        )
+    split = [
+        (name, t) for name, t, size in (("width", tile_w, clip.width), ("height", tile_h, clip.height)) if t < size
+    ]
+    for name, t in split:
+        if overlap_v > t:
+            source = "the model's receptive radius" if overlap == -1 else "overlap"
+            raise ConfigError(
+                f"overlap {overlap_v} ({source}) is larger than the tile {name} {t}: more than 8/9 of every "
+                f"tile would be wasted; use tile >= {overlap_v}, or a smaller overlap (join='blend' needs less)"
+            )
     return TilePlan(tile_h=min(tile_h, clip.height), tile_w=min(tile_w, clip.width), overlap=overlap_v, join=mode)
 
 
