@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -117,6 +118,14 @@ def open_model(path: Path) -> ModelSource:
     raise CheckpointError(f"model {str(path)!r}: unknown file type {suffix!r}; use a .onnx or .safetensors file")
 
 
+def _ort_reason(exc: BaseException) -> str:
+    """The human part of an ONNX Runtime error, without its source paths and C++ signatures."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = re.sub(r"/onnxruntime_src/\S+ \S+\([^)]*\)\s*", "", text)
+    text = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    return text if len(text) <= 300 else text[:150] + " ... " + text[-150:]
+
+
 def _onnx_descriptor(path: Path) -> tuple[ModelDescriptor, Literal["fp32", "fp16"]]:
     """Descriptor from vsparagon metadata, or probed from the graph for foreign ONNX files."""
     import numpy as np
@@ -128,8 +137,7 @@ def _onnx_descriptor(path: Path) -> tuple[ModelDescriptor, Literal["fp32", "fp16
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"model {str(path)!r} is not a loadable ONNX file ({first[:200]})") from None
+        raise CheckpointError(f"model {str(path)!r} is not a loadable ONNX file ({_ort_reason(exc)})") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1:
         raise CheckpointError(f"model {str(path)!r} must have one input and one output (an image-to-image model)")

@@ -1,0 +1,96 @@
+"""Model files of every kind, and what happens when inference fails mid-clip."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import vapoursynth as vs
+from helpers import noise_clip, planes, randomize_
+from onnx import TensorProto, helper
+
+from vsparagon import models
+from vsparagon.plugin import upscale
+
+VSPIPE = Path(sys.executable).with_name("vspipe")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_x2.safetensors"
+    models.save(randomize_(models.create("tiny", scale=2), seed=9), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fixed_size_onnx(tmp_path_factory) -> Path:
+    """A foreign ONNX (no vsparagon metadata) that only accepts 1x3x16x16: nearest x2."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 3, 16, 16])
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    nodes = [
+        helper.make_node("Reshape", ["x", "shape"], ["r"]),
+        helper.make_node("Resize", ["r", "", "scales"], ["y"], mode="nearest"),
+    ]
+    graph = helper.make_graph(nodes, "fixed", [x], [y], initializer=[shape, scales])
+    path = tmp_path_factory.mktemp("foreign") / "fixed16.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what every supported onnxruntime reads
+    onnx.save(model, str(path))
+    return path
+
+
+def test_torch_backend_runs_checkpoints_like_onnxruntime(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("VSPARAGON_CACHE", str(tmp_path / "cache"))
+    clip = noise_clip(40, 28)
+    by_torch = planes(upscale(clip, model=str(checkpoint), backend="torch").get_frame(0))
+    # ort-cpu takes the checkpoint too: exported once into the cache, then reused
+    by_ort = planes(upscale(clip, model=str(checkpoint), backend="ort-cpu").get_frame(0))
+    assert np.abs(by_torch - by_ort).max() < 1e-4
+    cached = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1
+    with torch.no_grad():
+        direct = models.load(checkpoint, fused=True)(torch.from_numpy(planes(clip.get_frame(0))).float()[None])
+    assert np.abs(by_torch - direct[0].numpy()).max() < 1e-5
+
+
+def test_torch_backend_refuses_onnx(tiny_onnx):
+    with pytest.raises(vs.Error, match=r"paragon\.Upscale: backend='torch' runs \.safetensors checkpoints"):
+        upscale(noise_clip(16, 16), model=tiny_onnx, backend="torch")
+
+
+def test_a_foreign_onnx_is_probed_for_its_scale(fixed_size_onnx):
+    clip = noise_clip(16, 16)
+    out = upscale(clip, model=str(fixed_size_onnx), backend="ort-cpu")
+    assert (out.width, out.height) == (32, 32)
+    expected = np.repeat(np.repeat(planes(clip.get_frame(0)), 2, axis=1), 2, axis=2)
+    assert np.abs(planes(out.get_frame(0)) - expected).max() < 1e-6
+    with pytest.raises(vs.Error, match="upscales x2, but scale=3 was asked"):
+        upscale(clip, model=str(fixed_size_onnx), scale=3)
+
+
+def test_a_failing_frame_is_a_frame_error(fixed_size_onnx):
+    out = upscale(noise_clip(32, 24), model=str(fixed_size_onnx), backend="ort-cpu")
+    with pytest.raises(vs.Error, match=r"paragon\.Upscale: frame 1: inference failed"):
+        out.get_frame(1)
+
+
+def test_vspipe_reports_a_failing_frame_and_exits(fixed_size_onnx, tmp_path):
+    script = tmp_path / "fail.vpy"
+    script.write_text(
+        "import vapoursynth as vs\n"
+        "import vsparagon.plugin\n"
+        "clip = vs.core.std.BlankClip(width=32, height=24, format=vs.YUV420P8, length=5)\n"
+        f"vs.core.paragon.Upscale(clip, model={str(fixed_size_onnx)!r}, backend='ort-cpu').set_output()\n"
+    )
+    result = subprocess.run([str(VSPIPE), "-c", "y4m", str(script), "-"], capture_output=True, timeout=120)
+    assert result.returncode != 0
+    assert b"paragon.Upscale: frame" in result.stderr
+    assert b"inference failed" in result.stderr
+    assert b"Segmentation" not in result.stderr
