@@ -291,3 +291,16 @@ def test_an_installed_wheel_is_autoloaded_without_importing_vsparagon(wheel, tmp
     assert Path(plugin_path) == site / "vapoursynth/plugins/vsparagon/libparagon.so"
     assert imported_before_call == "False"
     assert error.startswith("paragon.Upscale: ")
+
+
+def test_import_vsparagon_in_a_script_registers_the_namespace_and_exposes_upscale():
+    code = (
+        "import vapoursynth as vs, vsparagon\n"
+        "assert hasattr(vs.core, 'paragon'), 'core.paragon missing'\n"
+        "from vsparagon.plugin import upscale\n"
+        "assert vsparagon.upscale is upscale\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
