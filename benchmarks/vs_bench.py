@@ -1,0 +1,463 @@
+"""Frame rate of ``paragon.Upscale`` on the CPU against vs-mlrt, on one ONNX, clip and thread count.
+
+Measures, in one process (peak memory in a child process, so its number is clean):
+
+1. Frames per second through VapourSynth (``clip.frames()``, which keeps
+   ``core.num_threads`` frames in flight, like vspipe) of four filters on the same
+   640x480 RGBS clip (x2 -> 1280x960): vsparagon ``backend="ort-cpu"`` and
+   ``backend="openvino"``, and vs-mlrt's ``core.ort.Model(provider="CPU")`` and
+   ``core.ov.Model(device="CPU")`` configured as vsmlrt.py's ``Backend.OV_CPU``
+   does (one stream, pinned threads, f32). Each filter renders one warm-up frame,
+   then ``--frames`` timed frames; ``--rounds`` rounds alternate the order
+   (forward, then backward) so machine noise hits every filter alike, and the best
+   round is reported. Each round renders new frame numbers (no cache hits).
+2. A bare inference loop on the same 1x3x480x640 float32 input with onnxruntime
+   and OpenVINO called directly, with the settings vsparagon's backends use, timed
+   in the same rounds. Plugin overhead = (bare fps - plugin fps) / bare fps.
+3. Peak resident memory (VmHWM of a child process) for one 3840x2160 frame
+   with ``tile=0`` (the automatic tile plan), and its time. vs-mlrt runs the whole
+   frame untiled: ``mlrt-ov`` fits, ``mlrt-ort`` took over 19 GB and was killed by
+   the OOM killer on a 23 GB machine, so neither is measured unless asked.
+4. That every filter computes the same thing: max |difference| of frame 0 against
+   vs-mlrt ort (same ONNX, fp32, so ~1e-6; a benchmark of different work is void).
+
+Threads: vsparagon takes ``threads=``; vs-mlrt ov takes ``INFERENCE_NUM_THREADS``
+through ``config``; vs-mlrt ort has no thread setting and uses ONNX Runtime's
+default (one intra-op thread per physical core), so it matches ``--threads`` only
+when that is the physical core count.
+
+Run from the repository root (the peers are ``pip install vapoursynth-mlrt-ort
+vapoursynth-mlrt-ov``; a missing one is skipped)::
+
+    .venv/bin/python benchmarks/vs_bench.py
+
+Options: --model PATH  --frames N  --rounds N  --threads N  --core-threads N  --quiet-wait S
+         --memory ours-openvino,ours-ort-cpu[,mlrt-ov,mlrt-ort]  --json PATH
+
+On a shared machine, other processes' load is measured for every timed block and
+shown beside each result; before each block the script waits (up to --quiet-wait
+seconds) for the machine to go quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import openvino as ov
+import vapoursynth as vs
+
+from vsparagon.plugin import upscale
+
+core = vs.core
+
+WIDTH, HEIGHT = 640, 480
+MEMORY_SIZE = (3840, 2160)
+REFERENCE = "vs-mlrt ort"
+#: builder(clip, model, threads) -> the upscaled clip.
+Builder = Callable[[vs.VideoNode, str, int], vs.VideoNode]
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, so stdout holds only the results."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- the filters
+
+
+def ours(backend: str) -> Builder:
+    """vsparagon with ``backend``; whole frame (tile=0 picks it at 640x480)."""
+    return lambda clip, model, threads: upscale(clip, model=model, backend=backend, threads=threads)
+
+
+def mlrt_ort(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+    """vs-mlrt ORT on the CPU, as vsmlrt.py's ``Backend.ORT_CPU()`` (one stream); no thread setting exists."""
+    return core.ort.Model(clip, model, provider="CPU", num_streams=1, verbosity=1, fp16=False)
+
+
+def mlrt_ov(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+    """vs-mlrt OpenVINO on the CPU, as vsmlrt.py's ``Backend.OV_CPU(num_threads=threads)`` builds it."""
+    config = {
+        "NUM_STREAMS": 1,
+        "INFERENCE_NUM_THREADS": threads,
+        "ENABLE_CPU_PINNING": "YES",
+        "INFERENCE_PRECISION_HINT": "f32",
+    }
+    return core.ov.Model(clip, model, device="CPU", fp16=False, config=lambda: config)
+
+
+FILTERS: dict[str, tuple[str, Builder, str]] = {
+    # name: (memory key, builder, plugin namespace needed or "")
+    "paragon ort-cpu": ("ours-ort-cpu", ours("ort-cpu"), ""),
+    "paragon openvino": ("ours-openvino", ours("openvino"), ""),
+    "vs-mlrt ort": ("mlrt-ort", mlrt_ort, "ort"),
+    "vs-mlrt ov": ("mlrt-ov", mlrt_ov, "ov"),
+}
+#: Our filter -> the bare loop its overhead is measured against.
+BARE_OF = {"paragon ort-cpu": "bare onnxruntime", "paragon openvino": "bare openvino"}
+
+
+def available_filters() -> dict[str, Builder]:
+    """The filters whose plugin is installed."""
+    found = {}
+    for name, (_, build, namespace) in FILTERS.items():
+        if namespace and not hasattr(core, namespace):
+            progress(f"skipping {name}: plugin core.{namespace} missing (pip install vapoursynth-mlrt-{namespace})")
+            continue
+        found[name] = build
+    return found
+
+
+# ---------------------------------------------------------------- bare runtimes
+
+
+def bare_onnxruntime(model: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """onnxruntime with the session options of vsparagon's ``OrtCpu`` backend."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def bare_openvino(model: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """OpenVINO compiled for the static input shape with the config of vsparagon's ``OpenVino`` backend."""
+    ov_core = ov.Core()
+    graph = ov_core.read_model(model)
+    graph.reshape({graph.inputs[0]: [1, 3, HEIGHT, WIDTH]})
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": str(threads)}
+    request = ov_core.compile_model(graph, "CPU", config).create_infer_request()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        request.infer({0: x}, share_inputs=True)
+        return request.get_output_tensor(0).data  # a view; the loop does not copy it out
+
+    return run
+
+
+BARE: dict[str, Callable[[str, int], Callable[[np.ndarray], np.ndarray]]] = {
+    "bare onnxruntime": bare_onnxruntime,
+    "bare openvino": bare_openvino,
+}
+
+
+# ---------------------------------------------------------------- clip and timing
+
+
+def noise_clip(width: int, height: int, length: int) -> vs.VideoNode:
+    """An RGBS clip of blocky noise (up to 4 distinct patterns in turn), made once with numpy."""
+    rng = np.random.default_rng(0)
+    count = min(length, 4)
+    raw = rng.random((count, 3, height // 4 + 1, width // 4 + 1), dtype=np.float32)
+    # Nearest x4 blow-up blended with fine noise: edges and flat areas, like real content.
+    coarse = raw.repeat(4, axis=2).repeat(4, axis=3)[:, :, :height, :width]
+    patterns = np.clip(0.8 * coarse + 0.2 * rng.random(coarse.shape, dtype=np.float32), 0, 1)
+    blank = core.std.BlankClip(width=width, height=height, format=vs.RGBS, length=length)
+
+    def fill(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
+        out = f.copy()
+        for p in range(3):
+            np.copyto(np.asarray(out[p]), patterns[n % count, p])
+        return out
+
+    return core.std.ModifyFrame(blank, blank, fill)
+
+
+def planes(frame: vs.VideoFrame) -> np.ndarray:
+    """(3, H, W) float32 copy of an RGBS frame."""
+    return np.stack([np.asarray(frame[p]) for p in range(3)])
+
+
+def timed(work: Callable[[], object], count: int) -> tuple[float, float, float]:
+    """Run ``work`` (which makes ``count`` frames).
+
+    Returns:
+        Frames per second, CPU seconds per frame of this process, and the share of the
+        machine's CPUs that other processes used meanwhile (0 = a quiet machine).
+    """
+    start, cpu, machine = time.perf_counter(), time.process_time(), busy_seconds()
+    work()
+    wall, own = time.perf_counter() - start, time.process_time() - cpu
+    others = max(0.0, busy_seconds() - machine - own) / (wall * (os.cpu_count() or 1))
+    return count / wall, own / count, others
+
+
+def wait_quiet(limit: float) -> None:
+    """Wait up to ``limit`` seconds for other processes to use under 5% of the machine's CPUs for 1 s."""
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        machine, own = busy_seconds(), time.process_time()
+        time.sleep(1.0)
+        if busy_seconds() - machine - (time.process_time() - own) < 0.05 * (os.cpu_count() or 1):
+            return
+
+
+def time_clip(clip: vs.VideoNode, first: int, count: int) -> tuple[float, float, float]:
+    """:func:`timed` rendering frames ``first .. first+count-1`` through ``clip.frames()``."""
+    return timed(lambda: [None for _ in clip[first : first + count].frames()], count)
+
+
+def time_bare(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, count: int) -> tuple[float, float, float]:
+    """:func:`timed` for ``count`` back-to-back calls."""
+    return timed(lambda: [run(x) for _ in range(count)], count)
+
+
+def busy_seconds() -> float:
+    """CPU seconds every process on the machine has used since boot (Linux), else 0."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except OSError:
+        return 0.0
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- peak memory (child process)
+
+
+def memory_child(key: str, model: str, threads: int) -> None:
+    """Render one 4K frame with filter ``key`` and print ``{"baseline_mib", "peak_mib", "seconds"}``.
+
+    The source frame is rendered first and the high-water mark then reset (Linux
+    ``clear_refs``), so making the test pattern does not count; ``baseline_mib`` is
+    the resident size just before the upscaled frame is asked for.
+    """
+    build = next(b for k, b, _ in FILTERS.values() if k == key)
+    width, height = MEMORY_SIZE
+    source = noise_clip(width, height, 1)
+    source.get_frame(0)
+    clip = build(source, model, threads)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS to the current RSS
+    except OSError:
+        progress("could not reset the peak RSS; the peak may include making the test pattern")
+    baseline = resident_mib("VmRSS")
+    start = time.perf_counter()
+    frame = clip.get_frame(0)
+    seconds = time.perf_counter() - start
+    del frame
+    peak = resident_mib("VmHWM")
+    print(json.dumps({"baseline_mib": baseline, "peak_mib": peak, "seconds": seconds}))
+
+
+def resident_mib(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) from /proc/self/status, in MiB; else ru_maxrss.
+
+    Not ru_maxrss where /proc exists: after fork+exec it keeps the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def measure_memory(key: str, model: str, threads: int) -> dict[str, float | str]:
+    """Run :func:`memory_child` for ``key`` in a fresh interpreter; ``{"error": ...}`` if it fails."""
+    cmd = [sys.executable, __file__, "--memory-child", key, "--model", model, "--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    if done.returncode < 0:
+        return {"error": f"killed by signal {-done.returncode} (9: most likely out of memory)"}
+    tail = done.stderr.strip().splitlines()
+    return {"error": f"exit {done.returncode}: {tail[-1] if tail else 'no message'}"}
+
+
+# ---------------------------------------------------------------- main
+
+
+def make_model(path: str | None) -> str:
+    """``path``, or a tiny x2 random-init model exported once into the temp folder."""
+    if path:
+        return path
+    target = Path(tempfile.gettempdir()) / "vsparagon-bench" / "tiny_x2.onnx"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        progress(f"exporting {target}")
+        export = "from vsparagon.cli.main import main; raise SystemExit(main())"
+        args = ["export", "--variant", "tiny", "--scale", "2", "--random-init", "-o", str(target)]
+        subprocess.run([sys.executable, "-c", export, *args], check=True, stdout=subprocess.DEVNULL)
+    return str(target)
+
+
+def versions() -> dict[str, str]:
+    """Runtime and plugin versions, for the record."""
+    found = {
+        "vapoursynth": str(core.core_version.release_major),
+        "onnxruntime": ort.__version__,
+        "openvino": ov.get_version(),
+        "numpy": np.__version__,
+        "cpu": platform.processor() or platform.machine(),
+    }
+    for namespace in ("ort", "ov"):
+        if hasattr(core, namespace):
+            info = {k: v.decode() if isinstance(v, bytes) else v for k, v in getattr(core, namespace).Version().items()}
+            runtime = info.get("onnxruntime_version") or info.get("openvino_version", "?")
+            found[f"vs-mlrt {namespace}"] = f"{info['version']} (bundled runtime {runtime})"
+    return found
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="fp32 ONNX (x2, RGB); default: export tiny x2 random-init")
+    parser.add_argument("--frames", type=int, default=8, help="timed frames per filter and round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds, alternating the order; best reported")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="inference threads")
+    parser.add_argument("--core-threads", type=int, default=0, help="core.num_threads; 0 = VapourSynth default")
+    parser.add_argument("--memory", default="ours-openvino,ours-ort-cpu", help="filters for the 4K peak memory test")
+    parser.add_argument("--quiet-wait", type=float, default=30, help="max s to wait for a quiet machine per block")
+    parser.add_argument("--json", help="also write the numbers here")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement and print the tables."""
+    args = parse_args(argv)
+    model = make_model(args.model)
+    if args.memory_child:
+        memory_child(args.memory_child, model, args.threads)
+        return 0
+    if args.core_threads:
+        core.num_threads = args.core_threads
+    frames, rounds, threads = args.frames, args.rounds, args.threads
+
+    # One warm-up frame (0), then rounds of distinct frames, so nothing comes from a cache.
+    source = noise_clip(WIDTH, HEIGHT, 1 + frames * rounds)
+    x = planes(source.get_frame(0))[None]  # (1, 3, H, W)
+    filters = {name: build(source, model, threads) for name, build in available_filters().items()}
+    bares = {name: make(model, threads) for name, make in BARE.items()}
+
+    outputs: dict[str, np.ndarray] = {}
+    for name, clip in filters.items():
+        progress(f"warm-up {name}")
+        outputs[name] = planes(clip.get_frame(0))
+    for name, run in bares.items():
+        progress(f"warm-up {name}")
+        outputs[name] = np.array(run(x)[0])
+    reference = REFERENCE if REFERENCE in outputs else "bare onnxruntime"
+    diffs = {name: float(np.abs(out - outputs[reference]).max()) for name, out in outputs.items() if name != reference}
+
+    fps: dict[str, list[float]] = {name: [] for name in [*filters, *bares]}
+    cpu: dict[str, list[float]] = {name: [] for name in fps}
+    others: dict[str, list[float]] = {name: [] for name in fps}
+    for r in range(rounds):
+        order = list(fps) if r % 2 == 0 else list(reversed(fps))
+        for name in order:
+            wait_quiet(args.quiet_wait)
+            if name in filters:
+                speed, cost, busy = time_clip(filters[name], 1 + r * frames, frames)
+            else:
+                speed, cost, busy = time_bare(bares[name], x, frames)
+            fps[name].append(speed)
+            cpu[name].append(cost)
+            others[name].append(busy)
+            progress(f"round {r + 1}/{rounds} {name}: {speed:.3f} fps, {cost:.2f} CPU s/frame, others {busy:.0%}")
+    best = {name: max(values) for name, values in fps.items()}
+    median = {name: statistics.median(values) for name, values in fps.items()}
+
+    memory = {}
+    for key in filter(None, args.memory.split(",")):
+        progress(f"peak memory {key} at {MEMORY_SIZE[0]}x{MEMORY_SIZE[1]}")
+        memory[key] = measure_memory(key, model, threads)
+
+    report = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "model": model,
+        "clip": f"{WIDTH}x{HEIGHT} RGBS -> x2",
+        "frames": frames,
+        "rounds": rounds,
+        "threads": threads,
+        "core_threads": core.num_threads,
+        "versions": versions(),
+        "fps_rounds": fps,
+        "fps_best": best,
+        "fps_median": median,
+        "cpu_s_per_frame_rounds": cpu,
+        "other_processes_share_rounds": others,
+        "max_abs_diff_vs": {"reference": reference, **diffs},
+        "overhead": {
+            ours_: (best[bare] - best[ours_]) / best[bare] for ours_, bare in BARE_OF.items() if ours_ in best
+        },
+        "peak_memory_4k": memory,
+    }
+    print_report(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def print_report(report: dict) -> None:
+    """The tables."""
+    print(f"\n== vs_bench {report['date']} ==")
+    print(f"model {report['model']}; clip {report['clip']}; {report['frames']} frames x {report['rounds']} rounds")
+    print(f"threads {report['threads']}; core.num_threads {report['core_threads']}; requests via clip.frames()")
+    print("versions: " + "; ".join(f"{k} {v}" for k, v in report["versions"].items()))
+
+    best, median = report["fps_best"], report["fps_median"]
+    peers = [p for p in ("vs-mlrt ort", "vs-mlrt ov") if p in best]
+    print(
+        f"\n{'contender':<20}{'fps':>8}{'ms/frame':>10}{'median':>8}"
+        + "".join(f"{'vs ' + p.split()[-1]:>14}" for p in peers)
+        + f"{'CPU s':>8}{'others':>8}   rounds (fps)"
+    )
+    for name, value in best.items():
+        line = f"{name:<20}{value:>8.3f}{1000 / value:>10.0f}{median[name]:>8.3f}"
+        line += "".join(f"{value / best[p]:>7.2f}x/{median[name] / median[p]:.2f}x" for p in peers)
+        i = report["fps_rounds"][name].index(value)
+        cost, busy = report["cpu_s_per_frame_rounds"][name][i], report["other_processes_share_rounds"][name][i]
+        line += f"{cost:>8.2f}{busy:>8.0%}"
+        line += "   " + " ".join(f"{v:.3f}" for v in report["fps_rounds"][name])
+        print(line)
+    print(
+        "fps and ms/frame: best round; median: median round fps. vs X: best fps / X's best fps and median / "
+        "X's median (>1 = faster).\nOf the best round: CPU s = CPU seconds this process used per frame; "
+        "others = share of the machine's CPUs other processes used meanwhile."
+    )
+
+    print("\nplugin overhead vs bare runtime ((bare fps - plugin fps) / bare fps; best rounds, then medians):")
+    for name, value in report["overhead"].items():
+        bare = BARE_OF[name]
+        print(f"  {name:<18} {value:+.1%} / {(median[bare] - median[name]) / median[bare]:+.1%}  (vs {bare})")
+
+    diffs = dict(report["max_abs_diff_vs"])
+    reference = diffs.pop("reference")
+    print(f"\nsame output? max |frame 0 - {reference}| (RGBS):")
+    for name, value in diffs.items():
+        print(f"  {name:<18} {value:.2e}" + ("" if value <= 1e-4 else "   <-- DIFFERENT COMPUTATION"))
+
+    width, height = MEMORY_SIZE
+    for key, m in report["peak_memory_4k"].items():
+        if "error" in m:
+            print(f"\npeak RSS {key} {width}x{height} tile=0: failed, {m['error']}")
+            continue
+        print(
+            f"\npeak RSS {key} {width}x{height} tile=0, 1 frame: {m['peak_mib']:.0f} MiB "
+            f"(before the frame {m['baseline_mib']:.0f} MiB, +{m['peak_mib'] - m['baseline_mib']:.0f} MiB; "
+            f"{m['seconds']:.1f} s)"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
