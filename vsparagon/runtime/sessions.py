@@ -49,3 +49,9 @@ def loaded_sessions() -> int:
     """How many sessions are loaded (for tests and ``paragon info``)."""
     with _lock:
         return len(_sessions)
+
+
+def shared_sessions() -> dict[str, Session]:
+    """A snapshot of the loaded sessions by cache key (for benchmarks and ``paragon info``)."""
+    with _lock:
+        return dict(_sessions)
