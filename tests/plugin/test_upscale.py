@@ -77,6 +77,16 @@ def test_openvino_matches_onnxruntime(tiny_onnx):
     assert np.abs(a - b).max() < 1e-4
 
 
+@pytest.mark.parametrize("backend", ["ort-cpu", "openvino"])
+def test_fp16_is_accepted_and_close_to_fp32(tiny_onnx, backend, tmp_path, monkeypatch):
+    monkeypatch.setenv("VSPARAGON_CACHE", str(tmp_path))  # ort-cpu converts the fp32 graph into this cache
+    clip = noise_clip(40, 32)
+    full = planes(upscale(clip, model=tiny_onnx, backend=backend).get_frame(0))
+    half = planes(upscale(clip, model=tiny_onnx, backend=backend, fp16=True).get_frame(0))
+    assert np.isfinite(half).all()
+    assert np.abs(half - full).max() < 2e-2
+
+
 def test_frame_properties_are_carried_over(plain_onnx):
     clip = noise_clip(32, 24, vs.YUV420P10).std.SetFrameProp("MyTag", intval=42)
     out = upscale(clip, model=plain_onnx, backend="ort-cpu")
@@ -183,6 +193,7 @@ def test_bad_parameters_name_the_value_and_the_fix(tiny_onnx, tiny_x3_onnx, tmp_
     assert "scale must be one of 1, 2, 3, 4, got 5" in _err(model=m, scale=5)
     assert "scale must be an integer" in _err(model=m, scale="2")
     assert "threads must be 0" in _err(model=m, threads=-1)
+    assert "fp16 must be True/False (or 1/0), got 'yes'" in _err(model=m, fp16="yes")
     assert "upscales x3, but scale=2 was asked" in _err(model=tiny_x3_onnx)
     assert "does not exist" in _err(model=str(tmp_path / "none.onnx"))
     garbage = tmp_path / "garbage.onnx"

@@ -117,7 +117,7 @@ def _upscale(
     device_v = _int("device", device)
     if device_v < 0:
         raise ConfigError(f"device must be a GPU index >= 0, got {device_v}")
-    fp16_v = False if fp16 is None else bool(_int("fp16", fp16))
+    fp16_v = _flag("fp16", fp16)
 
     source = resolve(variant=variant_v, scale=scale_v, model=model_v)
     config = resolve_backend(backend_v, source, fp16=fp16_v, threads=threads_v, device=device_v)
@@ -235,6 +235,17 @@ def _int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
     return int(value)
+
+
+def _flag(name: str, value: object) -> bool:
+    """None/False/0 -> False, True/1 -> True (VapourSynth passes booleans as 0/1)."""
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | np.integer) and int(value) in (0, 1):
+        return bool(value)
+    raise ConfigError(f"{name} must be True/False (or 1/0), got {value!r}")
 
 
 def _str(name: str, value: object) -> str:
