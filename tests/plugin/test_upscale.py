@@ -49,7 +49,7 @@ def test_every_format_comes_back_in_the_same_format(fmt, plain_onnx):
         luma = [np.asarray(f[0]).astype(np.float64) for f in (got_frame, want_frame)]
         assert np.abs(luma[0] - luma[1]).max() <= 1.01 * lsb
         # chroma: the same conversions with a point enlargement in place of the model
-        info = formats.color_info(clip)
+        info = formats.color_info(clip, clip.get_frame(0).props)
         path = formats.from_rgbs(formats.to_rgbs(clip, info).resize.Point(80, 60), fmt_, info).get_frame(1)
         for p in (1, 2):
             got_c, want_c = (np.asarray(f[p]).astype(np.float64) for f in (got_frame, path))

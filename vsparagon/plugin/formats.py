@@ -49,11 +49,10 @@ def check_format(clip: vs.VideoNode) -> vs.VideoFormat:
     return fmt
 
 
-def color_info(clip: vs.VideoNode) -> ColorInfo:
-    """Colour metadata of ``clip`` from its first frame's properties, with defaults."""
+def color_info(clip: vs.VideoNode, props: vs.FrameProps) -> ColorInfo:
+    """Colour metadata of ``clip`` from its first frame's properties ``props``, with defaults."""
     fmt = clip.format
     assert fmt is not None  # checked by check_format before
-    props = clip.get_frame(0).props
     hd = clip.width >= 1280 or clip.height >= 720
     matrix = _MATRIX_NAMES.get(int(props.get("_Matrix", -1)), "709" if hd else "170m")
     if "_Range" in props:  # R74+: 1 = full, 0 = limited

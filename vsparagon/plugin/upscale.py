@@ -126,11 +126,12 @@ def _upscale(
     )
     session = open_session(config, source)
 
-    info = formats.color_info(clip)
+    first = clip.get_frame(0).props  # colour metadata and alpha: rendered once, at creation
+    info = formats.color_info(clip, first)
     rgb = formats.to_rgbs(clip, info)
     out = _infer_node(rgb, session, plan)
     result = formats.from_rgbs(out, fmt, info)
-    if "_Alpha" in clip.get_frame(0).props:
+    if "_Alpha" in first:
         alpha = clip.std.PropToClip("_Alpha")
         alpha_up = formats.from_rgbs(_infer_node(formats.to_rgbs(alpha, _FULL), session, plan), alpha.format, _FULL)
         result = result.std.ClipToProp(alpha_up, "_Alpha")

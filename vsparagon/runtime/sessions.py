@@ -13,7 +13,7 @@ _sessions: dict[str, Session] = {}
 _lock = threading.Lock()
 
 
-def pick_auto(source: ModelSource) -> str:
+def pick_auto() -> str:
     """The backend ``auto`` means: the first usable of :data:`AUTO_ORDER` (OpenVINO, then ONNX Runtime)."""
     from vsparagon.runtime.backends.openvino import CLASH_HINT, openvino_usable
 
@@ -41,7 +41,7 @@ def open_session(backend: Backend, source: ModelSource) -> Session:
 
 def resolve_backend(name: str, source: ModelSource, *, fp16: bool, threads: int, device: int) -> Backend:
     """Turn a ``backend=`` string (``auto`` included) into a backend config."""
-    chosen = pick_auto(source) if name == "auto" else name
+    chosen = pick_auto() if name == "auto" else name
     return make_backend(chosen, fp16=fp16, threads=threads, device=device)
 
 

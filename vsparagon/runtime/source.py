@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -101,12 +102,32 @@ def shipped_models() -> dict[str, Path]:
     return found
 
 
+_opened: dict[tuple[str, int, int], ModelSource] = {}
+_opened_lock = threading.Lock()
+
+
 def open_model(path: Path) -> ModelSource:
-    """Read the descriptor of an ONNX or checkpoint file, with clear errors."""
+    """Read the descriptor of an ONNX or checkpoint file, with clear errors.
+
+    Remembered per (file, size, modification time): a script calling Upscale many
+    times with one model reads (and, for ONNX, parses) the file once.
+    """
     if not path.exists():
         raise CheckpointError(f"model file {str(path)!r} does not exist")
     if not path.is_file():
         raise CheckpointError(f"model path {str(path)!r} is not a file")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _opened_lock:
+        known = _opened.get(key)
+    if known is None:
+        known = _read_model(path)
+        with _opened_lock:
+            _opened[key] = known
+    return known
+
+
+def _read_model(path: Path) -> ModelSource:
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         descriptor, precision = _onnx_descriptor(path)
@@ -118,7 +139,7 @@ def open_model(path: Path) -> ModelSource:
     raise CheckpointError(f"model {str(path)!r}: unknown file type {suffix!r}; use a .onnx or .safetensors file")
 
 
-def _ort_reason(exc: BaseException) -> str:
+def ort_reason(exc: BaseException) -> str:
     """The human part of an ONNX Runtime error, without its source paths and C++ signatures."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     text = re.sub(r"/onnxruntime_src/\S+ \S+\([^)]*\)\s*", "", text)
@@ -137,7 +158,7 @@ def _onnx_descriptor(path: Path) -> tuple[ModelDescriptor, Literal["fp32", "fp16
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise CheckpointError(f"model {str(path)!r} is not a loadable ONNX file ({_ort_reason(exc)})") from None
+        raise CheckpointError(f"model {str(path)!r} is not a loadable ONNX file ({ort_reason(exc)})") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1:
         raise CheckpointError(f"model {str(path)!r} must have one input and one output (an image-to-image model)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -83,12 +84,12 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def _cached(source: ModelSource, precision: str, build: object) -> Path:
+def _cached(source: ModelSource, precision: str, build: Callable[[Path], None]) -> Path:
     folder = cache_dir() / "onnx"
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{source.path.stem}-{source.identity}-{precision}.onnx"
     if not target.exists():
-        build(target)  # type: ignore[operator]
+        build(target)
     return target
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from vsparagon.runtime.backends.base import Backend, BackendError, Session, onnx_file
-from vsparagon.runtime.source import ModelSource
+from vsparagon.runtime.source import ModelSource, ort_reason
 
 
 class OrtSession(Session):
@@ -43,6 +43,6 @@ class OrtCpu(Backend):
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise BackendError(f"ONNX Runtime could not load {path.name}: {str(exc).splitlines()[0][:300]}") from None
+            raise BackendError(f"ONNX Runtime could not load {path.name}: {ort_reason(exc)}") from None
         # One frame at a time, each using every thread: parallel frames would only fight for cores.
         return OrtSession(session, scale=source.descriptor.scale, fp16=fp16, max_parallel=1)
