@@ -1,0 +1,472 @@
+"""The typed training configuration, loaded from YAML.
+
+Every field carries its documentation (``paragon train --explain`` prints them);
+unknown keys and wrong types are rejected with the key path, the bad value and
+what is accepted. Sections mirror the YAML file::
+
+    model:        {variant: tiny, scale: 2}
+    data:         {train: [...], val: [...], crop: 64, batch: 16, ...}
+    degradation:  {preset: bicubic}            # or video, or custom steps
+    loss:         {pixel: charbonnier, ...}
+    optim:        {lr: 5e-4, warmup: 200, ...}
+    train:        {iters: 10000, val_every: 500, ...}
+    export:       {onnx: true, fp16: true}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from vsparagon.errors import ConfigError
+
+_T = typing.TypeVar("_T")
+
+
+def doc(default: Any, text: str) -> Any:  # noqa: ANN401 - dataclass field factory
+    """A dataclass field with a default and its documentation."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": text})
+    if dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: dataclasses.replace(default), metadata={"doc": text})  # type: ignore[type-var]
+    return field(default=default, metadata={"doc": text})
+
+
+Range = tuple[float, float]
+Kernel = Literal["bicubic", "bilinear", "area", "lanczos", "nearest"]
+
+
+# --------------------------------------------------------------------------- model
+@dataclass(frozen=True, kw_only=True)
+class ModelSection:
+    """What to train."""
+
+    variant: str = doc("tiny", "ParagonSR variant: tiny, xs, s, m, l or xl.")
+    scale: int = doc(2, "Upscaling factor, 1-4.")
+    init: str | None = doc(None, "Training-form checkpoint (.safetensors) to start from instead of fresh weights.")
+
+
+# --------------------------------------------------------------------------- data
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    """One source of HR images (or LR/HR pairs)."""
+
+    kind: Literal["images", "video", "paired", "synthetic"] = doc(
+        "images",
+        "images: a folder of HR images (searched recursively); video: a video file or a folder of them "
+        "(frames sampled through PyAV); paired: matching LR/HR folders (no degradation applied); "
+        "synthetic: generated pictures (for smoke tests).",
+    )
+    path: str = doc("", "Folder or file (for paired: the HR folder). Relative paths are relative to the config file.")
+    lr_path: str = doc("", "paired only: the LR folder; files are matched to HR files by name without extension.")
+    weight: float = doc(1.0, "Relative chance of drawing a training sample from this source.")
+    frames: int = doc(64, "video only: frames sampled evenly from each file.")
+    count: int = doc(64, "synthetic only: number of distinct generated pictures.")
+    size: int = doc(256, "synthetic only: side of the generated pictures, in pixels.")
+    halve_above_mp: float = doc(
+        0.0, "Halve (area downscale) pictures of at least this many megapixels before cropping; 0 = never."
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSection:
+    """Where training and validation pictures come from and how they are batched."""
+
+    train: list[Source] = doc([], "Training sources (at least one).")
+    val: list[Source] = doc([], "Validation sources (HR pictures; LR made by bicubic downscaling). Empty = none.")
+    crop: int = doc(64, "LR crop side in pixels; the HR crop is crop * scale.")
+    batch: int = doc(16, "Global batch per optimizer step (split across processes and accumulation steps).")
+    workers: int = doc(2, "DataLoader worker processes per training process (0 = load in the main process).")
+    flip: bool = doc(True, "Random horizontal and vertical flips.")
+    rot90: bool = doc(True, "Random 90-degree rotations.")
+    val_max_side: int = doc(512, "Validation HR pictures are centre-cropped to at most this side (bounds time).")
+    cache_mb: int = doc(2048, "Decoded pictures kept in memory per worker, in MiB (large files are decoded once).")
+
+
+# --------------------------------------------------------------------------- degradation
+@dataclass(frozen=True, kw_only=True)
+class ResizeStep:
+    """Resize by a random factor (the last resize of the pipeline always lands on the LR size)."""
+
+    type: Literal["resize"] = "resize"
+    prob: float = doc(1.0, "Chance this step runs.")
+    kernels: list[Kernel] = doc(["bicubic"], "Kernels to draw from: bicubic, bilinear, area, lanczos, nearest.")
+    factor: Range = doc((1.0, 1.0), "Range of the size factor relative to the current size (<1 shrinks).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlurStep:
+    """Gaussian blur, isotropic or anisotropic (rotated ellipse)."""
+
+    type: Literal["blur"] = "blur"
+    prob: float = doc(1.0, "Chance this step runs.")
+    sigma: Range = doc((0.2, 2.0), "Range of the standard deviation in pixels (each axis for anisotropic).")
+    anisotropic: float = doc(0.5, "Chance the kernel is anisotropic (two sigmas, random rotation).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoiseStep:
+    """Additive Gaussian or Poisson (shot) noise."""
+
+    type: Literal["noise"] = "noise"
+    prob: float = doc(1.0, "Chance this step runs.")
+    gaussian: Range = doc((1.0, 15.0), "Range of the Gaussian sigma in 8-bit levels.")
+    poisson: Range = doc((0.05, 2.0), "Range of the Poisson strength (photon scale 255 / strength).")
+    poisson_prob: float = doc(0.4, "Chance the noise is Poisson rather than Gaussian.")
+    gray: float = doc(0.4, "Chance the noise is the same on all channels (luma noise).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JpegStep:
+    """JPEG compression at a random quality."""
+
+    type: Literal["jpeg"] = "jpeg"
+    prob: float = doc(1.0, "Chance this step runs.")
+    quality: Range = doc((30.0, 95.0), "Range of the JPEG quality (1-100).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodecStep:
+    """Real video-codec compression (H.264 / HEVC through PyAV's libx264 / libx265)."""
+
+    type: Literal["codec"] = "codec"
+    prob: float = doc(1.0, "Chance this step runs.")
+    codecs: list[Literal["h264", "hevc"]] = doc(["h264", "hevc"], "Codecs to draw from.")
+    crf: Range = doc((18.0, 35.0), "Range of the constant rate factor (higher = stronger compression).")
+    preset: str = doc("veryfast", "Encoder preset.")
+    frames: int = doc(3, "Frames encoded (small random motion between them); the last, inter-coded one is kept.")
+
+
+Step = Union[ResizeStep, BlurStep, NoiseStep, JpegStep, CodecStep]  # noqa: UP007 - read by the loader
+
+
+@dataclass(frozen=True, kw_only=True)
+class DegradationSection:
+    """How LR crops are made from HR crops, on the fly."""
+
+    preset: Literal["bicubic", "video", "custom"] = doc(
+        "bicubic",
+        "bicubic: one bicubic downscale (fidelity models); video: a second-order blur/resize/noise/JPEG "
+        "pipeline ending in H.264/HEVC compression (real-world video); custom: the steps below.",
+    )
+    steps: list[Step] = doc([], "custom only: the pipeline, applied in order (types: resize, blur, noise, jpeg, codec).")
+    final_kernels: list[Kernel] = doc(
+        ["bicubic"], "Kernels for the last resize to the LR size (the video preset draws from several)."
+    )
+
+
+# --------------------------------------------------------------------------- losses
+@dataclass(frozen=True, kw_only=True)
+class PerceptualSection:
+    """VGG-19 feature loss, from a weights file the user supplies (never downloaded)."""
+
+    weight: float = doc(0.0, "Loss weight; 0 = off.")
+    weights_path: str = doc("", "Local VGG-19 state dict (torchvision key names 'features.N.weight'), .pth or .safetensors.")
+    layers: dict[str, float] = doc(
+        {"conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}, "VGG layers and their weights."
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class GanSection:
+    """Optional adversarial stage."""
+
+    weight: float = doc(0.0, "Generator adversarial loss weight; 0 = no GAN.")
+    start: int = doc(0, "Iteration at which the adversarial loss switches on (pretrain with pixel losses first).")
+    discriminator: Literal["patch", "unet"] = doc("unet", "patch: PatchGAN; unet: U-Net discriminator (per pixel).")
+    channels: int = doc(64, "Base width of the discriminator.")
+    lr: float = doc(1e-4, "Discriminator learning rate (AdamW, same schedule shape).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossSection:
+    """The training objective: a weighted sum."""
+
+    pixel: Literal["l1", "charbonnier"] = doc("charbonnier", "Pixel loss.")
+    pixel_weight: float = doc(1.0, "Pixel loss weight.")
+    ms_ssim: float = doc(0.0, "MS-SSIM loss weight (1 - MS-SSIM); 0 = off.")
+    fft: float = doc(0.0, "Frequency loss weight (L1 between 2-D spectra); 0 = off.")
+    perceptual: PerceptualSection = doc(PerceptualSection(), "Perceptual loss.")
+    gan: GanSection = doc(GanSection(), "Adversarial stage.")
+    aux_weight: float = doc(1.0, "Weight of auxiliary losses a model exposes (e.g. MoE load balancing).")
+
+
+# --------------------------------------------------------------------------- optimisation
+@dataclass(frozen=True, kw_only=True)
+class OptimSection:
+    """AdamW with linear warmup and cosine decay."""
+
+    lr: float = doc(5e-4, "Peak learning rate.")
+    betas: Range = doc((0.9, 0.99), "AdamW betas.")
+    weight_decay: float = doc(0.0, "AdamW weight decay.")
+    warmup: int = doc(100, "Linear warmup iterations.")
+    min_lr_ratio: float = doc(0.01, "Final learning rate as a share of lr (cosine floor).")
+    ema: float = doc(0.999, "EMA decay of the weights used for validation and release; 0 = no EMA.")
+    amp: Literal["none", "bf16", "fp16"] = doc("none", "Mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA only).")
+    grad_clip: float = doc(1.0, "Clip the gradient norm to this; 0 = no clipping.")
+    accumulate: int = doc(1, "Micro-batches per optimizer step (the batch is split into this many).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSection:
+    """The loop."""
+
+    iters: int = doc(10000, "Optimizer steps.")
+    seed: int = doc(0, "Seed of weights, data sampling and degradations (runs are reproducible).")
+    device: Literal["auto", "cpu", "cuda"] = doc("auto", "auto: CUDA when available, else CPU.")
+    threads: int = doc(0, "CPU threads per process for PyTorch; 0 = all cores divided among processes.")
+    val_every: int = doc(500, "Validate (rank 0) every this many steps and at the end; 0 = only at the end.")
+    save_every: int = doc(500, "Write a resumable checkpoint every this many steps and at the end.")
+    keep_last: int = doc(3, "Resumable checkpoints kept (older ones are deleted).")
+    log_every: int = doc(10, "Log loss and speed every this many steps.")
+    val_crops: int = doc(2, "Before/after crops written per validation, as PNG.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportSection:
+    """What is written when training ends."""
+
+    onnx: bool = doc(True, "Export the fused release model to ONNX (fp32).")
+    fp16: bool = doc(False, "Also export an fp16 ONNX.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """A whole training run."""
+
+    name: str = doc("", "Run name; default: paragonsr_<variant>_x<scale>.")
+    model: ModelSection = doc(ModelSection(), "What to train.")
+    data: DataSection = doc(DataSection(), "Data.")
+    degradation: DegradationSection = doc(DegradationSection(), "Degradations.")
+    loss: LossSection = doc(LossSection(), "Losses.")
+    optim: OptimSection = doc(OptimSection(), "Optimisation.")
+    train: TrainSection = doc(TrainSection(), "Loop.")
+    export: ExportSection = doc(ExportSection(), "Release outputs.")
+
+    @property
+    def run_name(self) -> str:
+        """``name`` or ``paragonsr_<variant>_x<scale>``."""
+        variant = self.model.variant.lower().removeprefix("paragonsr_")
+        return self.name or f"paragonsr_{variant}_x{self.model.scale}"
+
+
+# --------------------------------------------------------------------------- loading
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML config, check it strictly and resolve relative data paths.
+
+    Raises:
+        ConfigError: naming the file, the key path, the bad value and what is accepted.
+    """
+    import yaml
+
+    source = Path(path)
+    if not source.is_file():
+        raise ConfigError(f"{source}: config file not found")
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"{source}: not valid YAML ({first})") from None
+    raw = {} if raw is None else raw
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    cfg = parse_config(raw, where=str(source))
+    return _resolve_paths(cfg, source.parent)
+
+
+def parse_config(raw: object, *, where: str = "config") -> TrainConfig:
+    """Build a :class:`TrainConfig` from plain data (e.g. parsed YAML), strictly."""
+    cfg = _convert(raw, TrainConfig, where)
+    validate(cfg, where)
+    return cfg
+
+
+def to_plain(cfg: object) -> Any:  # noqa: ANN401
+    """The config as plain JSON-able data (round-trips through :func:`parse_config`)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: to_plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, list | tuple):
+        return [to_plain(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: to_plain(v) for k, v in cfg.items()}
+    return cfg
+
+
+def explain(cls: type = TrainConfig, prefix: str = "") -> list[str]:
+    """One line per field: dotted key, default and documentation."""
+    lines = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            lines.append(f"{key}: {f.metadata.get('doc', '')}")
+            lines.extend(explain(hint, key + "."))  # type: ignore[arg-type]
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        lines.append(f"{key} (default {to_plain(default)!r}): {f.metadata.get('doc', '')}")
+        if hint in (list[Source],):
+            lines.extend(explain(Source, key + "[]."))
+        if hint == list[Step]:
+            for step in typing.get_args(Step):
+                lines.extend(explain(step, f"{key}[type={step.__name__.removesuffix('Step').lower()}]."))
+    return lines
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: object) -> None:
+    node = raw
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {part} is not a section")
+    node[last] = value
+
+
+def _convert(value: object, hint: Any, where: str) -> Any:  # noqa: ANN401, C901, PLR0911, PLR0912
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping (section), got {value!r}")
+        hints = typing.get_type_hints(hint)
+        known = {f.name for f in dataclasses.fields(hint) if f.init}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+        return hint(**{k: _convert(v, hints[k], f"{where}.{k}") for k, v in value.items()})  # type: ignore[operator]
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        steps = [o for o in options if dataclasses.is_dataclass(o)]
+        if steps:
+            return _convert_step(value, steps, where)
+        (inner,) = [o for o in options if o is not type(None)]
+        return _convert(value, inner, where)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(choices)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(hint)
+        return [_convert(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        inner_types = typing.get_args(hint)
+        if not isinstance(value, list | tuple) or len(value) != len(inner_types):
+            raise ConfigError(f"{where}: expected a list of {len(inner_types)} numbers like [lo, hi], got {value!r}")
+        return tuple(_convert(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, inner_types, strict=True)))
+    if origin is dict:
+        key_type, value_type = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {_convert(k, key_type, where): _convert(v, value_type, f"{where}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML reads 5e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r}")  # a bug in this module, not user input
+
+
+def _convert_step(value: object, steps: list[Any], where: str) -> Any:  # noqa: ANN401
+    names = {typing.get_args(typing.get_type_hints(s)["type"])[0]: s for s in steps}
+    if not isinstance(value, dict) or value.get("type") not in names:
+        got = value.get("type") if isinstance(value, dict) else value
+        raise ConfigError(f"{where}: each step needs a type, one of {sorted(names)}; got {got!r}")
+    return _convert(value, names[value["type"]], where)
+
+
+def _check(ok: bool, where: str, message: str) -> None:  # noqa: FBT001
+    if not ok:
+        raise ConfigError(f"{where}: {message}")
+
+
+def validate(cfg: TrainConfig, where: str) -> None:  # noqa: C901
+    """Checks that cross fields or need ranges (types are already checked)."""
+    from vsparagon.models.registry import canonical_variant, check_scale
+
+    try:
+        canonical_variant(cfg.model.variant)
+        check_scale(cfg.model.scale)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: model: {exc}") from None
+    data, optim, loop = cfg.data, cfg.optim, cfg.train
+    _check(bool(data.train), f"{where}.data.train", "no training sources; add at least one (kind: images, path: DIR)")
+    for i, src in enumerate([*data.train, *data.val]):
+        at = f"{where}.data.{'train' if i < len(data.train) else 'val'}"
+        _check(src.kind == "synthetic" or bool(src.path), at, f"source of kind {src.kind} needs a path")
+        _check(src.kind != "paired" or bool(src.lr_path), at, "a paired source needs lr_path (the LR folder)")
+        _check(src.weight > 0, at, f"weight must be > 0, got {src.weight}")
+        _check(src.frames >= 1 and src.count >= 1 and src.size >= 8, at, "frames, count >= 1 and size >= 8")
+    _check(data.crop >= 8, f"{where}.data.crop", f"must be >= 8, got {data.crop}")
+    _check(data.batch >= 1 and data.workers >= 0, f"{where}.data", "batch >= 1 and workers >= 0")
+    _check(optim.accumulate >= 1, f"{where}.optim.accumulate", "must be >= 1")
+    _check(
+        data.batch % optim.accumulate == 0,
+        f"{where}.data.batch",
+        f"{data.batch} does not split into optim.accumulate={optim.accumulate} equal micro-batches",
+    )
+    _check(optim.lr > 0 and 0 <= optim.ema < 1, f"{where}.optim", "lr > 0 and 0 <= ema < 1")
+    _check(optim.warmup >= 0 and 0 <= optim.min_lr_ratio <= 1, f"{where}.optim", "warmup >= 0, 0 <= min_lr_ratio <= 1")
+    _check(loop.iters >= 1 and loop.keep_last >= 1, f"{where}.train", "iters >= 1 and keep_last >= 1")
+    _check(min(loop.val_every, loop.save_every, loop.log_every) >= 0, f"{where}.train", "intervals must be >= 0")
+    for i, step in enumerate(cfg.degradation.steps):
+        at = f"{where}.degradation.steps[{i}]"
+        _check(0 <= step.prob <= 1, at, f"prob must be in [0, 1], got {step.prob}")
+        for name in ("factor", "sigma", "gaussian", "poisson", "quality", "crf"):
+            lo_hi = getattr(step, name, None)
+            if lo_hi is not None:
+                _check(0 <= lo_hi[0] <= lo_hi[1], at, f"{name} must be [lo, hi] with 0 <= lo <= hi, got {list(lo_hi)}")
+        _check(not isinstance(step, ResizeStep) or bool(step.kernels), at, "kernels must not be empty")
+        _check(not isinstance(step, CodecStep) or (bool(step.codecs) and step.frames >= 1), at, "codecs, frames >= 1")
+    _check(
+        cfg.degradation.preset == "custom" or not cfg.degradation.steps,
+        f"{where}.degradation.steps",
+        f"steps are only read with preset: custom (preset is {cfg.degradation.preset})",
+    )
+    _check(bool(cfg.degradation.final_kernels), f"{where}.degradation.final_kernels", "must not be empty")
+    gan = cfg.loss.gan
+    _check(gan.weight >= 0 and gan.start >= 0, f"{where}.loss.gan", "weight and start must be >= 0")
+    per = cfg.loss.perceptual
+    _check(per.weight == 0 or bool(per.weights_path), f"{where}.loss.perceptual.weights_path",
+           "perceptual weight > 0 needs weights_path: a local VGG-19 weights file (nothing is downloaded)")
+
+
+def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
+    def fix(path: str) -> str:
+        return str(base / path) if path and not Path(path).is_absolute() else path
+
+    def source(src: Source) -> Source:
+        return dataclasses.replace(src, path=fix(src.path), lr_path=fix(src.lr_path))
+
+    data = dataclasses.replace(
+        cfg.data, train=[source(s) for s in cfg.data.train], val=[source(s) for s in cfg.data.val]
+    )
+    per = dataclasses.replace(cfg.loss.perceptual, weights_path=fix(cfg.loss.perceptual.weights_path))
+    model = dataclasses.replace(cfg.model, init=fix(cfg.model.init) if cfg.model.init else None)
+    return dataclasses.replace(
+        cfg, data=data, model=model, loss=dataclasses.replace(cfg.loss, perceptual=per)
+    )
