@@ -190,8 +190,8 @@ class LossSection:
     pixel_weight: float = doc(1.0, "Pixel loss weight.")
     ms_ssim: float = doc(0.0, "MS-SSIM loss weight (1 - MS-SSIM); 0 = off.")
     fft: float = doc(0.0, "Frequency loss weight (L1 between 2-D spectra); 0 = off.")
-    perceptual: PerceptualSection = doc(PerceptualSection(), "Perceptual loss.")
-    gan: GanSection = doc(GanSection(), "Adversarial stage.")
+    perceptual: PerceptualSection = doc(PerceptualSection(), "Perceptual (VGG-19 feature) loss from a local weights file.")
+    gan: GanSection = doc(GanSection(), "Optional adversarial stage with a patch or U-Net discriminator.")
     aux_weight: float = doc(1.0, "Weight of auxiliary losses a model exposes (e.g. MoE load balancing).")
 
 
@@ -239,13 +239,13 @@ class TrainConfig:
     """A whole training run."""
 
     name: str = doc("", "Run name; default: paragonsr_<variant>_x<scale>.")
-    model: ModelSection = doc(ModelSection(), "What to train.")
-    data: DataSection = doc(DataSection(), "Data.")
-    degradation: DegradationSection = doc(DegradationSection(), "Degradations.")
-    loss: LossSection = doc(LossSection(), "Losses.")
-    optim: OptimSection = doc(OptimSection(), "Optimisation.")
-    train: TrainSection = doc(TrainSection(), "Loop.")
-    export: ExportSection = doc(ExportSection(), "Release outputs.")
+    model: ModelSection = doc(ModelSection(), "What to train: variant, scale, optional starting weights.")
+    data: DataSection = doc(DataSection(), "Training and validation sources, crops, batching and workers.")
+    degradation: DegradationSection = doc(DegradationSection(), "How LR crops are made from HR crops (preset or custom pipeline).")
+    loss: LossSection = doc(LossSection(), "The weighted sum of losses that is minimised.")
+    optim: OptimSection = doc(OptimSection(), "Optimizer, schedule, EMA, mixed precision, clipping, accumulation.")
+    train: TrainSection = doc(TrainSection(), "Length, seed, device, and how often to validate, save and log.")
+    export: ExportSection = doc(ExportSection(), "What is written when the run finishes (fused checkpoint, ONNX).")
 
     @property
     def run_name(self) -> str:

@@ -178,7 +178,7 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
     np.random.seed(seed % 2**32)
     model = create(cfg.model.variant, cfg.model.scale)
     if cfg.model.init:
-        model.load_state_dict(model_files.load(cfg.model.init, fused=False).state_dict())
+        model.load_state_dict(initial_weights(Path(cfg.model.init)))
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.optim.ema > 0 else None
     objective = Objective(cfg).to(device)  # checks the perceptual weights file before any step
@@ -382,6 +382,17 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
     if rank.world > 1:
         dist.barrier()
     return RunResult(step, out, last_ckpt, result_release, result_onnx, rate, rate * cfg.data.batch)
+
+
+def initial_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Weights to start from: a training checkpoint's EMA (else its model), or a training-form model file."""
+    if not path.is_file():
+        raise ConfigError(f"model.init: {path} not found")
+    try:
+        state = load_state(path)
+    except CheckpointError:
+        return model_files.load(path, fused=False).state_dict()
+    return state.modules.get("ema", state.modules["model"])
 
 
 @torch.no_grad()
