@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from vsparagon.errors import ConfigError
-from vsparagon.train import config as C  # noqa: N812
+from vsparagon.train import config as C
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "train"
 
@@ -84,7 +84,8 @@ def test_custom_pipeline_and_yaml_numbers(tmp_path):
     path.write_text(
         "data: {train: [{kind: images, path: pics}]}\n"
         "optim: {lr: 5e-4}\n"  # YAML 1.1 reads this as a string; it must still be a number
-        "degradation:\n  preset: custom\n  steps:\n    - {type: blur, sigma: [1, 2]}\n    - {type: codec, codecs: [hevc]}\n"
+        "degradation:\n  preset: custom\n  steps:\n"
+        "    - {type: blur, sigma: [1, 2]}\n    - {type: codec, codecs: [hevc]}\n"
     )
     cfg = C.load_config(path, {"train.iters": 7})
     assert cfg.optim.lr == 5e-4
@@ -98,10 +99,17 @@ def test_cli_config_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim: {lrr: 1}\ndata: {train: [{kind: synthetic}]}\n")
     for args in ([str(bad)], [str(tmp_path / "missing.yaml")], [str(bad), "--set", "novalue"], []):
-        proc = subprocess.run([sys.executable, "-m", "vsparagon.cli.main", "train", *args],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "vsparagon.cli.main", "train", *args], capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("paragon train: error:"), proc.stderr
-    explained = subprocess.run([sys.executable, "-m", "vsparagon.cli.main", "train", "--explain"],
-                               capture_output=True, text=True, timeout=120, check=True)
+        assert proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith("paragon train: error:"), proc.stderr
+    explained = subprocess.run(
+        [sys.executable, "-m", "vsparagon.cli.main", "train", "--explain"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert "optim.grad_clip" in explained.stdout

@@ -47,7 +47,8 @@ def test_exif_orientation_is_applied(tmp_path):
     assert loaded.shape == (64, 40, 3)
     right = np.abs(loaded.astype(int) - np.rot90(pic, k=-1).astype(int)).mean()
     wrong = np.abs(loaded.astype(int) - np.rot90(pic, k=1).astype(int)).mean()
-    assert right < 8 and wrong > 4 * right  # JPEG round trip, the right way round
+    assert right < 8
+    assert wrong > 4 * right
 
 
 def test_unreadable_files_are_skipped_with_a_count(tmp_path, caplog):
@@ -63,7 +64,8 @@ def test_unreadable_files_are_skipped_with_a_count(tmp_path, caplog):
     skipped = sum(ds[i][2] for i in range(40))
     assert skipped == 1
     lr, hr, _ = ds[41]
-    assert lr.shape == (3, 16, 16) and hr.shape == (3, 32, 32)
+    assert lr.shape == (3, 16, 16)
+    assert hr.shape == (3, 32, 32)
 
 
 def test_empty_and_too_small_data_fail_before_training(tmp_path):
@@ -73,7 +75,9 @@ def test_empty_and_too_small_data_fail_before_training(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         samples(tmp_path / "nowhere")
     small = write_pictures(tmp_path / "small", size=(24, 20))
-    with pytest.raises(DataError, match=r"smaller than the 32x32 HR crop \(largest short side: 20\); lower data.crop to at most 10"):
+    with pytest.raises(
+        DataError, match=r"smaller than the 32x32 HR crop \(largest short side: 20\); lower data.crop to at most 10"
+    ):
         samples(small)
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.png").write_bytes(b"junk")
@@ -85,7 +89,8 @@ def test_samples_are_a_function_of_seed_and_index(tmp_path):
     folder = write_pictures(tmp_path / "hr")
     a, b = samples(folder), samples(folder)
     for i in (0, 5, 123456):
-        assert torch.equal(a[i][0], b[i][0]) and torch.equal(a[i][1], b[i][1])
+        assert torch.equal(a[i][0], b[i][0])
+        assert torch.equal(a[i][1], b[i][1])
     assert not torch.equal(a[0][1], a[1][1])
     lr, hr, _ = a[7]
     assert torch.allclose(lr, resize(hr, (16, 16), "bicubic"))  # bicubic preset
@@ -100,7 +105,8 @@ def test_picture_cache_evicts_least_recent(tmp_path):
     first = cache.get(items[0])
     assert cache.get(items[0]) is first
     cache.get(items[1])
-    assert len(cache.entries) == 1 and cache.used <= 2**20
+    assert len(cache.entries) == 1
+    assert cache.used <= 2**20
 
 
 def test_video_frames_are_sampled(tmp_path):
@@ -116,9 +122,11 @@ def test_video_frames_are_sampled(tmp_path):
             out.mux(packet)
     (tmp_path / "bad.mkv").write_bytes(b"nope")
     items = scan(Source(kind="video", path=str(tmp_path), frames=4), min_side=32, scale=2, seed=0)
-    assert len(items) == 4 and {it.width for it in items} == {96}
+    assert len(items) == 4
+    assert {it.width for it in items} == {96}
     levels = [int(np.median(load_picture(it))) for it in items]
-    assert levels == sorted(levels) and levels[0] < levels[-1]  # spread over the clip, in order
+    assert levels == sorted(levels)
+    assert levels[0] < levels[-1]
     assert abs(levels[0] - 0.125 * 30 * 8) < 20  # first sample near 1/8 of the way
 
 
@@ -135,14 +143,17 @@ def test_paired_folders_stay_aligned(tmp_path):
     ds = TrainSamples(section, Pipeline(DegradationSection()), scale=2, seed=0)
     for i in range(6):
         lr, hr, _ = ds[i]
-        assert lr.shape == (3, 12, 12) and hr.shape == (3, 24, 24)
+        assert lr.shape == (3, 12, 12)
+        assert hr.shape == (3, 24, 24)
         assert (resize(hr, (12, 12), "area") - lr).abs().max() < 2.5 / 255  # same place, same flips
 
 
 def test_step_batches_split_the_global_batch():
     one = list(StepBatches(start=0, iters=3, batch=8, accumulate=2, rank=0, world=1))
     ranks = [list(StepBatches(start=0, iters=3, batch=8, accumulate=2, rank=r, world=2)) for r in range(2)]
-    assert one[0] == [0, 1, 2, 3] and one[1] == [4, 5, 6, 7] and len(one) == 6
+    assert one[0] == [0, 1, 2, 3]
+    assert one[1] == [4, 5, 6, 7]
+    assert len(one) == 6
     for m in range(6):
         assert sorted(ranks[0][m] + ranks[1][m]) == one[m]
     resumed = list(StepBatches(start=2, iters=3, batch=8, accumulate=2, rank=0, world=1))
@@ -153,7 +164,10 @@ def test_step_batches_split_the_global_batch():
 
 def test_validation_set_uses_bicubic_lr_and_caps_size(tmp_path):
     folder = write_pictures(tmp_path / "val", count=2, size=(75, 51))
-    section = DataSection(train=[Source(kind="synthetic")], val=[Source(kind="images", path=str(folder))], val_max_side=40)
-    (a, b) = validation_set(section, scale=2, seed=0)
-    assert a.hr.shape == (3, 40, 40) and a.lr.shape == (3, 20, 20)
+    section = DataSection(
+        train=[Source(kind="synthetic")], val=[Source(kind="images", path=str(folder))], val_max_side=40
+    )
+    (a, _b) = validation_set(section, scale=2, seed=0)
+    assert a.hr.shape == (3, 40, 40)
+    assert a.lr.shape == (3, 20, 20)
     assert torch.allclose(a.lr, resize(a.hr, (20, 20), "bicubic"))

@@ -8,11 +8,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from torch import nn
+from train_helpers import vgg_file
 
 from vsparagon.errors import ConfigError
 from vsparagon.train import losses
-from vsparagon.train.degrade import blur, from_uint8, gaussian_kernel
 from vsparagon.train.data import synthetic_picture
+from vsparagon.train.degrade import blur, from_uint8, gaussian_kernel
 from vsparagon.train.metrics import psnr_y, rgb_to_y, ssim_y
 
 
@@ -38,21 +39,6 @@ def test_ms_ssim_and_fft_rise_with_damage(batch):
     x = batch.clone().requires_grad_(True)
     (1 - losses.ms_ssim(x, very)).backward()
     assert torch.isfinite(x.grad).all()
-
-
-def vgg_file(path):
-    torch.manual_seed(0)
-    state, cin, i = {}, 3, 0
-    for entry in losses._VGG19:  # noqa: SLF001
-        if entry == "M":
-            i += 1
-            continue
-        state[f"features.{i}.weight"] = torch.randn(entry, cin, 3, 3) * (2 / (9 * cin)) ** 0.5
-        state[f"features.{i}.bias"] = torch.zeros(entry)
-        cin, i = entry, i + 2
-    state["classifier.0.weight"] = torch.zeros(2, 2)  # ignored
-    save_file(state, str(path))
-    return path
 
 
 def test_perceptual_from_a_local_file(tmp_path, batch):
@@ -103,18 +89,21 @@ def test_aux_losses_are_collected(batch):
     assert losses.aux_losses(model) is None
     model(batch)
     aux = losses.aux_losses(model)
-    assert aux is not None and aux.requires_grad
+    assert aux is not None
+    assert aux.requires_grad
     aux.backward()
     assert model[1].router.weight.grad is not None
 
 
 def test_psnr_and_ssim_on_y(batch):
     img = batch[0]
-    assert psnr_y(img, img) == math.inf and abs(ssim_y(img, img) - 1) < 1e-12
+    assert psnr_y(img, img) == math.inf
+    assert abs(ssim_y(img, img) - 1) < 1e-12
     mid = img * 0.5 + 0.25  # no clipping below
     shifted = mid + 10 / (65.481 + 128.553 + 24.966)
     assert abs(psnr_y(shifted, mid) - 10 * math.log10(255**2 / 100)) < 0.2  # Y moves by 10 levels
-    assert 16 <= float(rgb_to_y(torch.zeros(3, 1, 1))) and float(rgb_to_y(torch.ones(3, 1, 1))) <= 235.01
+    assert float(rgb_to_y(torch.zeros(3, 1, 1))) >= 16
+    assert float(rgb_to_y(torch.ones(3, 1, 1))) <= 235.01
     damaged = img.clone()
     damaged[:, :3, :] = 0  # only the border: shaved off with border=3
     assert psnr_y(damaged, img, border=3) == math.inf

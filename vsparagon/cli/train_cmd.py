@@ -18,7 +18,7 @@ import yaml
 from vsparagon.errors import ConfigError, MissingDependencyError
 
 
-def add_parser(commands: Any) -> None:  # noqa: ANN401
+def add_parser(commands: Any) -> None:
     """Register ``train`` on the ``paragon`` subcommand parser."""
     parser: argparse.ArgumentParser = commands.add_parser(
         "train",
@@ -34,7 +34,10 @@ def add_parser(commands: Any) -> None:  # noqa: ANN401
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
     parser.add_argument("--stop-at", type=int, metavar="STEP", help="save and stop after STEP steps (resume later)")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config field, e.g. --set train.iters=200 (VALUE is YAML); repeatable",
     )
     parser.add_argument("--explain", action="store_true", help="print every config field with its default and meaning")
@@ -46,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         from vsparagon.train import config as config_mod
     except ImportError as exc:  # pyyaml or torch missing
-        raise MissingDependencyError(f"training needs the train extra: pip install 'vsparagon[train]' ({exc})") from None
+        raise MissingDependencyError(
+            f"training needs the train extra: pip install 'vsparagon[train]' ({exc})"
+        ) from None
     if args.explain:
         print("\n".join(config_mod.explain()))
         return 0
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--stop-at {args.stop_at}: must be between 1 and train.iters={cfg.train.iters}")
     logging.basicConfig(
         level=logging.INFO,
-        format=("[rank %s] " % os.environ.get("RANK", "0") if "WORLD_SIZE" in os.environ else "") + "%(message)s",
+        format=(f"[rank {os.environ.get('RANK', '0')}] " if "WORLD_SIZE" in os.environ else "") + "%(message)s",
         stream=sys.stderr,
     )
     from vsparagon.train.loop import train
@@ -71,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / cfg.run_name
     result = train(cfg, out, resume=args.resume, stop_at=args.stop_at)
     if result.step < cfg.train.iters:
-        print(f"stopped at step {result.step}; continue with: paragon train {args.config} --out {out} --resume",
-              file=sys.stderr)
+        print(
+            f"stopped at step {result.step}; continue with: paragon train {args.config} --out {out} --resume",
+            file=sys.stderr,
+        )
     return 0

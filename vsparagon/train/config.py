@@ -27,7 +27,7 @@ from vsparagon.errors import ConfigError
 _T = typing.TypeVar("_T")
 
 
-def doc(default: Any, text: str) -> Any:  # noqa: ANN401 - dataclass field factory
+def doc(default: Any, text: str) -> Any:
     """A dataclass field with a default and its documentation."""
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata={"doc": text})
@@ -153,7 +153,9 @@ class DegradationSection:
         "bicubic: one bicubic downscale (fidelity models); video: a second-order blur/resize/noise/JPEG "
         "pipeline ending in H.264/HEVC compression (real-world video); custom: the steps below.",
     )
-    steps: list[Step] = doc([], "custom only: the pipeline, applied in order (types: resize, blur, noise, jpeg, codec).")
+    steps: list[Step] = doc(
+        [], "custom only: the pipeline, applied in order (types: resize, blur, noise, jpeg, codec)."
+    )
     final_kernels: list[Kernel] = doc(
         ["bicubic"], "Kernels for the last resize to the LR size (the video preset draws from several)."
     )
@@ -165,7 +167,9 @@ class PerceptualSection:
     """VGG-19 feature loss, from a weights file the user supplies (never downloaded)."""
 
     weight: float = doc(0.0, "Loss weight; 0 = off.")
-    weights_path: str = doc("", "Local VGG-19 state dict (torchvision key names 'features.N.weight'), .pth or .safetensors.")
+    weights_path: str = doc(
+        "", "Local VGG-19 state dict (torchvision key names 'features.N.weight'), .pth or .safetensors."
+    )
     layers: dict[str, float] = doc(
         {"conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}, "VGG layers and their weights."
     )
@@ -190,7 +194,9 @@ class LossSection:
     pixel_weight: float = doc(1.0, "Pixel loss weight.")
     ms_ssim: float = doc(0.0, "MS-SSIM loss weight (1 - MS-SSIM); 0 = off.")
     fft: float = doc(0.0, "Frequency loss weight (L1 between 2-D spectra); 0 = off.")
-    perceptual: PerceptualSection = doc(PerceptualSection(), "Perceptual (VGG-19 feature) loss from a local weights file.")
+    perceptual: PerceptualSection = doc(
+        PerceptualSection(), "Perceptual (VGG-19 feature) loss from a local weights file."
+    )
     gan: GanSection = doc(GanSection(), "Optional adversarial stage with a patch or U-Net discriminator.")
     aux_weight: float = doc(1.0, "Weight of auxiliary losses a model exposes (e.g. MoE load balancing).")
 
@@ -241,7 +247,9 @@ class TrainConfig:
     name: str = doc("", "Run name; default: paragonsr_<variant>_x<scale>.")
     model: ModelSection = doc(ModelSection(), "What to train: variant, scale, optional starting weights.")
     data: DataSection = doc(DataSection(), "Training and validation sources, crops, batching and workers.")
-    degradation: DegradationSection = doc(DegradationSection(), "How LR crops are made from HR crops (preset or custom pipeline).")
+    degradation: DegradationSection = doc(
+        DegradationSection(), "How LR crops are made from HR crops (preset or custom pipeline)."
+    )
     loss: LossSection = doc(LossSection(), "The weighted sum of losses that is minimised.")
     optim: OptimSection = doc(OptimSection(), "Optimizer, schedule, EMA, mixed precision, clipping, accumulation.")
     train: TrainSection = doc(TrainSection(), "Length, seed, device, and how often to validate, save and log.")
@@ -285,7 +293,7 @@ def parse_config(raw: object, *, where: str = "config") -> TrainConfig:
     return cfg
 
 
-def to_plain(cfg: object) -> Any:  # noqa: ANN401
+def to_plain(cfg: object) -> Any:
     """The config as plain JSON-able data (round-trips through :func:`parse_config`)."""
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
         return {f.name: to_plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
@@ -307,7 +315,7 @@ def explain(cls: type = TrainConfig, prefix: str = "") -> list[str]:
             lines.append(f"{key}: {f.metadata.get('doc', '')}")
             lines.extend(explain(hint, key + "."))  # type: ignore[arg-type]
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         lines.append(f"{key} (default {to_plain(default)!r}): {f.metadata.get('doc', '')}")
         if hint in (list[Source],):
             lines.extend(explain(Source, key + "[]."))
@@ -327,7 +335,7 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: object) -> None:
     node[last] = value
 
 
-def _convert(value: object, hint: Any, where: str) -> Any:  # noqa: ANN401, C901, PLR0911, PLR0912
+def _convert(value: object, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
@@ -391,7 +399,7 @@ def _convert(value: object, hint: Any, where: str) -> Any:  # noqa: ANN401, C901
     raise TypeError(f"unsupported config type {hint!r}")  # a bug in this module, not user input
 
 
-def _convert_step(value: object, steps: list[Any], where: str) -> Any:  # noqa: ANN401
+def _convert_step(value: object, steps: list[Any], where: str) -> Any:
     names = {typing.get_args(typing.get_type_hints(s)["type"])[0]: s for s in steps}
     if not isinstance(value, dict) or value.get("type") not in names:
         got = value.get("type") if isinstance(value, dict) else value
@@ -399,12 +407,12 @@ def _convert_step(value: object, steps: list[Any], where: str) -> Any:  # noqa: 
     return _convert(value, names[value["type"]], where)
 
 
-def _check(ok: bool, where: str, message: str) -> None:  # noqa: FBT001
+def _check(ok: bool, where: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{where}: {message}")
 
 
-def validate(cfg: TrainConfig, where: str) -> None:  # noqa: C901
+def validate(cfg: TrainConfig, where: str) -> None:
     """Checks that cross fields or need ranges (types are already checked)."""
     from vsparagon.models.registry import canonical_variant, check_scale
 
@@ -451,8 +459,11 @@ def validate(cfg: TrainConfig, where: str) -> None:  # noqa: C901
     gan = cfg.loss.gan
     _check(gan.weight >= 0 and gan.start >= 0, f"{where}.loss.gan", "weight and start must be >= 0")
     per = cfg.loss.perceptual
-    _check(per.weight == 0 or bool(per.weights_path), f"{where}.loss.perceptual.weights_path",
-           "perceptual weight > 0 needs weights_path: a local VGG-19 weights file (nothing is downloaded)")
+    _check(
+        per.weight == 0 or bool(per.weights_path),
+        f"{where}.loss.perceptual.weights_path",
+        "perceptual weight > 0 needs weights_path: a local VGG-19 weights file (nothing is downloaded)",
+    )
 
 
 def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
@@ -467,6 +478,4 @@ def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
     )
     per = dataclasses.replace(cfg.loss.perceptual, weights_path=fix(cfg.loss.perceptual.weights_path))
     model = dataclasses.replace(cfg.model, init=fix(cfg.model.init) if cfg.model.init else None)
-    return dataclasses.replace(
-        cfg, data=data, model=model, loss=dataclasses.replace(cfg.loss, perceptual=per)
-    )
+    return dataclasses.replace(cfg, data=data, model=model, loss=dataclasses.replace(cfg.loss, perceptual=per))

@@ -55,7 +55,9 @@ def scan(source: Source, *, min_side: int, scale: int, seed: int) -> list[Item]:
         DataError: when nothing usable is left, saying why.
     """
     if source.kind == "synthetic":
-        return [Item("synthetic", "", source.size, source.size, index=seed * 1_000_003 + i) for i in range(source.count)]
+        return [
+            Item("synthetic", "", source.size, source.size, index=seed * 1_000_003 + i) for i in range(source.count)
+        ]
     root = Path(source.path)
     if not root.exists():
         raise DataError(f"data source {root}: does not exist")
@@ -68,11 +70,18 @@ def scan(source: Source, *, min_side: int, scale: int, seed: int) -> list[Item]:
     if bad:
         log.warning("data source %s: skipped %d unreadable file(s): %s", root, len(bad), ", ".join(bad[:5]))
     if not items:
-        raise DataError(f"data source {root}: no readable {source.kind} found" + (f" ({len(bad)} unreadable)" if bad else ""))
+        raise DataError(
+            f"data source {root}: no readable {source.kind} found" + (f" ({len(bad)} unreadable)" if bad else "")
+        )
     usable = [it for it in items if min(it.width, it.height) >= min_side]
     if len(usable) < len(items):
-        log.warning("data source %s: skipped %d picture(s) smaller than the %dx%d HR crop",
-                    root, len(items) - len(usable), min_side, min_side)
+        log.warning(
+            "data source %s: skipped %d picture(s) smaller than the %dx%d HR crop",
+            root,
+            len(items) - len(usable),
+            min_side,
+            min_side,
+        )
     if not usable:
         largest = max(min(it.width, it.height) for it in items)
         raise DataError(
@@ -111,7 +120,7 @@ def _scan_images(root: Path, source: Source) -> tuple[list[Item], list[str]]:
     for path in files:
         try:
             w, h = _image_size(path)
-        except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
+        except Exception:
             bad.append(path.name)
             continue
         w, h, halve = _halve(source, w, h)
@@ -131,7 +140,7 @@ def _scan_videos(root: Path, source: Source) -> tuple[list[Item], list[str]]:
                 stream = container.streams.video[0]
                 w, h = stream.codec_context.width, stream.codec_context.height
                 duration = _duration(container, stream)
-        except Exception:  # noqa: BLE001
+        except Exception:
             bad.append(path.name)
             continue
         if not w or not h or duration <= 0:
@@ -165,7 +174,7 @@ def _scan_pairs(hr_root: Path, lr_root: Path, scale: int, source: Source) -> tup
         try:
             hw, hh = _image_size(hr_files[stem])
             lw, lh = _image_size(lr_files[stem])
-        except Exception:  # noqa: BLE001
+        except Exception:
             bad.append(stem)
             continue
         if (lw * scale, lh * scale) != (hw, hh):
@@ -247,7 +256,9 @@ def synthetic_picture(index: int, size: int) -> np.ndarray:
 
     rng = np.random.default_rng([index, 7919])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    base = np.stack([rng.uniform(0, 1) + rng.uniform(-0.5, 0.5) * xx + rng.uniform(-0.5, 0.5) * yy for _ in range(3)], -1)
+    base = np.stack(
+        [rng.uniform(0, 1) + rng.uniform(-0.5, 0.5) * xx + rng.uniform(-0.5, 0.5) * yy for _ in range(3)], -1
+    )
     im = Image.fromarray((base.clip(0, 1) * 255).astype(np.uint8))
     draw = ImageDraw.Draw(im)
 
@@ -310,7 +321,7 @@ class TrainSamples(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
             try:
                 pic = self.cache.get(item)
                 lr_pic = self.cache.get(item, "lr") if item.kind == "paired" else None
-            except Exception as exc:  # noqa: BLE001 - skip unreadable pictures, keep training
+            except Exception as exc:
                 self.bad.add(item)
                 skipped += 1
                 log.warning("skipping unreadable %s (%s)", item.path, str(exc).splitlines()[0] if str(exc) else exc)
@@ -320,12 +331,17 @@ class TrainSamples(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
                 y, x = int(rng.integers(h // s - crop + 1)), int(rng.integers(w // s - crop + 1))
                 hr = from_uint8(pic[y * s : (y + crop) * s, x * s : (x + crop) * s])
                 lr = from_uint8(lr_pic[y : y + crop, x : x + crop])
-                both = augment(torch.cat([resize(lr, hr.shape[-2:], "nearest"), hr]), rng,
-                               flip=self.data.flip, rot90=self.data.rot90)
+                both = augment(
+                    torch.cat([resize(lr, (hr.shape[-2], hr.shape[-1]), "nearest"), hr]),
+                    rng,
+                    flip=self.data.flip,
+                    rot90=self.data.rot90,
+                )
                 return both[:3, ::s, ::s].contiguous(), both[3:].contiguous(), skipped
             y, x = int(rng.integers(h - crop * s + 1)), int(rng.integers(w - crop * s + 1))
-            hr = augment(from_uint8(pic[y : y + crop * s, x : x + crop * s]), rng,
-                         flip=self.data.flip, rot90=self.data.rot90).contiguous()
+            hr = augment(
+                from_uint8(pic[y : y + crop * s, x : x + crop * s]), rng, flip=self.data.flip, rot90=self.data.rot90
+            ).contiguous()
             lr = self.pipeline(hr, (crop, crop), rng) if s > 1 or self.pipeline.steps else hr.clone()
             return lr.contiguous(), hr, skipped
         raise DataError(f"gave up after {MAX_DRAWS} unreadable pictures in a row; check the training data")
@@ -370,7 +386,7 @@ def validation_set(data: DataSection, *, scale: int, seed: int) -> list[ValImage
         for item in scan(source, min_side=4 * scale, scale=scale, seed=seed + 1000 + i):
             try:
                 pic = load_picture(item)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("validation: skipping unreadable %s (%s)", item.path, exc)
                 continue
             side_h = min(pic.shape[0], data.val_max_side) // scale * scale

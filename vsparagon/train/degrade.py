@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import io
 import math
-from fractions import Fraction
 from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from vsparagon.errors import MissingDependencyError
 from vsparagon.train.config import (
@@ -45,8 +46,10 @@ def resize(img: torch.Tensor, size: tuple[int, int], kernel: Kernel) -> torch.Te
         return _lanczos(img, (h, w))
     x = img.unsqueeze(0)
     if kernel == "area":
-        out = F.interpolate(x, size=(h, w), mode="area") if h <= img.shape[-2] else F.interpolate(
-            x, size=(h, w), mode="bilinear", align_corners=False
+        out = (
+            F.interpolate(x, size=(h, w), mode="area")
+            if h <= img.shape[-2]
+            else F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         )
     elif kernel == "nearest":
         out = F.interpolate(x, size=(h, w), mode="nearest-exact")
@@ -59,9 +62,7 @@ def _lanczos(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     from PIL import Image
 
     h, w = size
-    planes = [
-        np.asarray(Image.fromarray(p.numpy(), mode="F").resize((w, h), Image.Resampling.LANCZOS)) for p in img
-    ]
+    planes = [np.asarray(Image.fromarray(p.numpy(), mode="F").resize((w, h), Image.Resampling.LANCZOS)) for p in img]
     return torch.from_numpy(np.stack(planes)).clamp_(0, 1)
 
 
@@ -97,7 +98,9 @@ def jpeg(img: torch.Tensor, quality: int) -> torch.Tensor:
     return from_uint8(np.asarray(Image.open(buf).convert("RGB")))
 
 
-def codec(img: torch.Tensor, codec_name: str, crf: float, *, preset: str, frames: int, rng: np.random.Generator) -> torch.Tensor:
+def codec(
+    img: torch.Tensor, codec_name: str, crf: float, *, preset: str, frames: int, rng: np.random.Generator
+) -> torch.Tensor:
     """Encode a short clip made of ``img`` with small random motion and return its last decoded frame.
 
     The frames go through libx264/libx265 in 4:2:0, so the result carries real chroma
@@ -107,7 +110,7 @@ def codec(img: torch.Tensor, codec_name: str, crf: float, *, preset: str, frames
         import av
     except ImportError as exc:
         raise MissingDependencyError("codec degradation needs PyAV; install vsparagon[train]") from exc
-    c, h, w = img.shape
+    _c, h, w = img.shape
     pad_h, pad_w = h % 2, w % 2  # 4:2:0 needs even sizes
     base = F.pad(img.unsqueeze(0), (0, pad_w, 0, pad_h), mode="replicate").squeeze(0) if pad_h or pad_w else img
     clip = [base]
@@ -131,7 +134,7 @@ def codec(img: torch.Tensor, codec_name: str, crf: float, *, preset: str, frames
         vf.pts = i
         packets.extend(encoder.encode(vf))
     packets.extend(encoder.encode(None))
-    decoder = av.CodecContext.create(codec_name, "r")
+    decoder: Any = av.CodecContext.create(codec_name, "r")
     decoded = []
     for packet in packets:
         decoded.extend(decoder.decode(packet))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -144,7 +144,7 @@ class Objective(nn.Module):
         return total, parts
 
 
-def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | None = None) -> RunResult:  # noqa: C901, PLR0912, PLR0915
+def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | None = None) -> RunResult:
     """Run (or continue) the training described by ``cfg``, writing into ``out``.
 
     Args:
@@ -168,8 +168,10 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
     ckpt_dir = out / "checkpoints"
     previous = list_states(ckpt_dir)
     if previous and not resume:
-        raise ConfigError(f"{out} already holds a run (checkpoints up to step {previous[-1][0]}); "
-                          "pass --resume to continue it, or choose another --out")
+        raise ConfigError(
+            f"{out} already holds a run (checkpoints up to step {previous[-1][0]}); "
+            "pass --resume to continue it, or choose another --out"
+        )
     if resume and not previous:
         raise ConfigError(f"--resume: no checkpoint in {ckpt_dir}; start without --resume")
 
@@ -189,8 +191,9 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
         return torch.optim.AdamW(params, lr=lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
 
     def schedule(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(
-            s, warmup=cfg.optim.warmup, total=cfg.train.iters, floor=cfg.optim.min_lr_ratio))
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(s, warmup=cfg.optim.warmup, total=cfg.train.iters, floor=cfg.optim.min_lr_ratio)
+        )
 
     opt = adamw(model.parameters(), cfg.optim.lr)
     sched = schedule(opt)
@@ -208,8 +211,9 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
         path = previous[-1][1]
         state = load_state(path)
         if state.config["model"] != to_plain(cfg)["model"]:
-            raise CheckpointError(f"{path}: trained a different model ({state.config['model']}); "
-                                  "resume needs the same model section")
+            raise CheckpointError(
+                f"{path}: trained a different model ({state.config['model']}); resume needs the same model section"
+            )
         model.load_state_dict(state.modules["model"])
         if ema is not None:
             ema.load_state_dict(state.modules.get("ema", state.modules["model"]))
@@ -232,10 +236,21 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
     if disc is not None and rank.world > 1:
         disc_ddp = nn.parallel.DistributedDataParallel(disc, device_ids=[rank.local_rank] if device == "cuda" else None)
 
-    batches = StepBatches(start=start, iters=cfg.train.iters, batch=cfg.data.batch,
-                          accumulate=cfg.optim.accumulate, rank=rank.rank, world=rank.world)
-    loader = DataLoader(samples, batch_sampler=batches, num_workers=cfg.data.workers,
-                        worker_init_fn=worker_init, pin_memory=device == "cuda")
+    batches = StepBatches(
+        start=start,
+        iters=cfg.train.iters,
+        batch=cfg.data.batch,
+        accumulate=cfg.optim.accumulate,
+        rank=rank.rank,
+        world=rank.world,
+    )
+    loader = DataLoader(
+        samples,
+        batch_sampler=batches,
+        num_workers=cfg.data.workers,
+        worker_init_fn=worker_init,
+        pin_memory=device == "cuda",
+    )
     if rank.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(to_plain(cfg), indent=2))
@@ -243,7 +258,8 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
     progress = Progress(cfg.train.iters, start, cfg.data.batch, every=cfg.train.log_every, quiet=not rank.main)
     autocast: AbstractContextManager[Any] = (
         torch.autocast(device, dtype=torch.bfloat16 if cfg.optim.amp == "bf16" else torch.float16)
-        if cfg.optim.amp != "none" else nullcontext()
+        if cfg.optim.amp != "none"
+        else nullcontext()
     )
     last_ckpt: Path | None = previous[-1][1] if previous else None
     skipped_total = 0
@@ -281,7 +297,7 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
                 skipped_total += int(skipped.sum())
                 lr_img, hr_img = lr_img.to(device, non_blocking=True), hr_img.to(device, non_blocking=True)
                 sync = m == cfg.optim.accumulate - 1 or rank.world == 1
-                with (nullcontext() if sync else ddp.no_sync()), autocast:  # type: ignore[operator]
+                with nullcontext() if sync else ddp.no_sync(), autocast:  # type: ignore[operator]
                     sr = ddp(lr_img)
                     loss, parts = objective(sr, hr_img, model)
                     if use_gan and disc_ddp is not None:
@@ -327,8 +343,9 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
                 disc.requires_grad_(True)
                 opt_d.zero_grad(set_to_none=True)
                 with autocast:
-                    d_loss = (losses.gan_loss(disc_ddp(torch.cat(reals)), real=True)
-                              + losses.gan_loss(disc_ddp(torch.cat(fakes)), real=False))
+                    d_loss = losses.gan_loss(disc_ddp(torch.cat(reals)), real=True) + losses.gan_loss(
+                        disc_ddp(torch.cat(fakes)), real=False
+                    )
                 d_loss.backward()
                 opt_d.step()
                 parts_sum["disc"] = float(d_loss.detach())
@@ -339,13 +356,23 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
             step += 1
 
             # ---- report, validate, save
-            lr_now = sched.get_last_lr()[0]
+            lr_now = float(sched.get_last_lr()[0])
             progress.update(step, step_loss, lr_now)
             if run_log is not None and (step % max(1, cfg.train.log_every) == 0 or step == cfg.train.iters):
                 rate = progress.rate(step)
-                run_log.write({"kind": "train", "step": step, "loss": step_loss, "lr": lr_now,
-                               "grad_norm": float(grad_norm), "it_s": rate, "samples_s": rate * cfg.data.batch,
-                               "skipped": skipped_total, **parts_sum})
+                run_log.write(
+                    {
+                        "kind": "train",
+                        "step": step,
+                        "loss": step_loss,
+                        "lr": lr_now,
+                        "grad_norm": float(grad_norm),
+                        "it_s": rate,
+                        "samples_s": rate * cfg.data.batch,
+                        "skipped": skipped_total,
+                        **parts_sum,
+                    }
+                )
             last = step == cfg.train.iters
             if rank.main and val_set and ((cfg.train.val_every and step % cfg.train.val_every == 0) or last):
                 record = validate(ema or model, val_set, cfg, step, out)
@@ -376,7 +403,8 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
         result_release, result_onnx = release(ema or model, cfg, out)
         elapsed = time.perf_counter() - progress.t0
         progress.message(
-            f"done: {step} steps, {rate:.3f} it/s, {rate * cfg.data.batch:.2f} samples/s, wall {format_duration(elapsed)}; "
+            f"done: {step} steps, {rate:.3f} it/s, {rate * cfg.data.batch:.2f} samples/s, "
+            f"wall {format_duration(elapsed)}; "
             f"release: {result_release}" + (f", {result_onnx}" if result_onnx else "")
         )
     if rank.world > 1:

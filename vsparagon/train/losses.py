@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
@@ -66,7 +66,7 @@ def ms_ssim(pred: torch.Tensor, target: torch.Tensor, *, window: int = 11, sigma
         if level < levels - 1:
             pred, target = F.avg_pool2d(pred, 2), F.avg_pool2d(target, 2)
     stacked = torch.stack(values, dim=1)  # (B, levels)
-    return torch.prod(stacked ** weights, dim=1).mean()
+    return torch.prod(stacked**weights, dim=1).mean()
 
 
 def fft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -133,7 +133,7 @@ class VGGFeatures(nn.Module):
                 state = load_file(str(path))
             else:
                 state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ConfigError(f"perceptual loss: cannot read {path} ({str(exc).splitlines()[0]})") from None
         state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
         wanted = self.features.state_dict()
@@ -147,7 +147,8 @@ class VGGFeatures(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Weighted L1 between features of ``pred`` and ``target``."""
-        x = (torch.cat([pred, target]) - self.mean) / self.std
+        mean, std = self.get_buffer("mean"), self.get_buffer("std")
+        x = (torch.cat([pred, target]) - mean) / std
         loss = pred.new_zeros(())
         for i, layer in enumerate(self.features):
             x = layer(x)
@@ -219,5 +220,7 @@ def aux_losses(model: nn.Module) -> torch.Tensor | None:
     A module opts in by setting a tensor attribute ``aux_loss`` in ``forward`` (for
     example a mixture-of-experts router's load-balancing term). None when no module does.
     """
-    found = [m.aux_loss for m in model.modules() if isinstance(getattr(m, "aux_loss", None), torch.Tensor)]
+    found: list[torch.Tensor] = [
+        aux for m in model.modules() if isinstance(aux := getattr(m, "aux_loss", None), torch.Tensor)
+    ]
     return torch.stack([t.float().sum() for t in found]).sum() if found else None

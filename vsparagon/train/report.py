@@ -118,7 +118,9 @@ def plot_curves(records: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def save_crops(rows: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]], scale: int, path: Path, *, side: int = 96) -> None:
+def save_crops(
+    rows: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]], scale: int, path: Path, *, side: int = 96
+) -> None:
     """Before/after crops, one row per picture: LR (nearest) | bicubic | model | HR, as a PNG."""
     from PIL import Image, ImageDraw
 

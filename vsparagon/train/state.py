@@ -93,15 +93,16 @@ def save_state(state: TrainState, folder: Path, *, keep_last: int) -> Path:
         for key, value in sd.items():
             tensors[f"{name}/{key}"] = value.detach().cpu().contiguous()
     optim_meta: dict[str, Any] = {}
-    for name, sd in state.optimizers.items():
+    for name, opt_sd in state.optimizers.items():
         plain: dict[str, Any] = {}
-        for idx, slots in sd["state"].items():
+        slots_by_param: dict[int, dict[str, Any]] = opt_sd["state"]
+        for idx, slots in slots_by_param.items():
             for slot, value in slots.items():
                 if isinstance(value, torch.Tensor):
                     tensors[f"{name}/{idx}/{slot}"] = value.detach().cpu().contiguous()
                 else:
                     plain[f"{idx}/{slot}"] = value
-        optim_meta[name] = {"param_groups": sd["param_groups"], "plain": plain, "ids": sorted(sd["state"])}
+        optim_meta[name] = {"param_groups": opt_sd["param_groups"], "plain": plain, "ids": sorted(slots_by_param)}
     rng = dict(state.rng)
     tensors["rng/torch"] = rng.pop("torch")
     for i, cuda in enumerate(rng.pop("cuda", [])):
@@ -117,10 +118,11 @@ def save_state(state: TrainState, folder: Path, *, keep_last: int) -> Path:
     path = state_path(folder, state.step)
     try:
         atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(meta)}))
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:  # disk full, file too large, permissions
         previous = list_states(folder)
         kept = f"; the previous checkpoint {previous[-1][1]} is intact" if previous else ""
-        raise CheckpointError(f"could not write checkpoint {path} ({exc.strerror or exc}){kept}") from None
+        reason = getattr(exc, "strerror", None) or str(exc).removeprefix("Error while serializing: ")
+        raise CheckpointError(f"could not write checkpoint {path} ({reason}){kept}") from None
     for _, old in list_states(folder)[:-keep_last]:
         old.unlink(missing_ok=True)
     return path
@@ -137,7 +139,9 @@ def load_state(path: Path) -> TrainState:
             meta_json = (handle.metadata() or {}).get(STATE_KEY)
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot read the training checkpoint ({exc}); resume from an older one") from None
+        raise CheckpointError(
+            f"{path}: cannot read the training checkpoint ({exc}); resume from an older one"
+        ) from None
     if meta_json is None:
         raise CheckpointError(f"{path}: not a vsparagon training checkpoint (a release model cannot be resumed)")
     meta = json.loads(meta_json)
@@ -160,7 +164,9 @@ def load_state(path: Path) -> TrainState:
             modules.setdefault(head, {})[rest] = value
     optimizers = {}
     for name, info in meta["optimizers"].items():
-        state: dict[int, dict[str, Any]] = {int(i): dict(optim_tensors.get(name, {}).get(str(i), {})) for i in info["ids"]}
+        state: dict[int, dict[str, Any]] = {
+            int(i): dict(optim_tensors.get(name, {}).get(str(i), {})) for i in info["ids"]
+        }
         for key, value in info["plain"].items():
             idx, _, slot = key.partition("/")
             state[int(idx)][slot] = value
