@@ -263,6 +263,7 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
     )
     last_ckpt: Path | None = previous[-1][1] if previous else None
     skipped_total = 0
+    window: list[float] = []  # step losses since the last log record (the record holds their mean)
 
     def snapshot(step: int) -> Path | None:
         nonlocal last_ckpt
@@ -357,14 +358,16 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
 
             # ---- report, validate, save
             lr_now = float(sched.get_last_lr()[0])
-            progress.update(step, step_loss, lr_now)
+            window.append(step_loss)
+            progress.update(step, float(np.mean(window)), lr_now)
             if run_log is not None and (step % max(1, cfg.train.log_every) == 0 or step == cfg.train.iters):
                 rate = progress.rate(step)
                 run_log.write(
                     {
                         "kind": "train",
                         "step": step,
-                        "loss": step_loss,
+                        "loss": float(np.mean(window)),
+                        "last_loss": step_loss,
                         "lr": lr_now,
                         "grad_norm": float(grad_norm),
                         "it_s": rate,
@@ -373,6 +376,8 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
                         **parts_sum,
                     }
                 )
+            if step % max(1, cfg.train.log_every) == 0:
+                window.clear()
             last = step == cfg.train.iters
             if rank.main and val_set and ((cfg.train.val_every and step % cfg.train.val_every == 0) or last):
                 record = validate(ema or model, val_set, cfg, step, out)
