@@ -106,7 +106,7 @@ def test_frames_range_trims_video_and_audio(tiny_onnx, cache, tmp_path):
     assert duration(info) == pytest.approx(0.4, abs=0.05)  # copied audio is cut at packet boundaries
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_a_killed_run_leaves_no_output(tiny_onnx, cache, tmp_path, sig):
     out = tmp_path / "out.mkv"
     out.write_bytes(b"an older file")
@@ -127,7 +127,7 @@ def test_a_killed_run_leaves_no_output(tiny_onnx, cache, tmp_path, sig):
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert out.read_bytes() == b"an older file"  # the old file is untouched, no half-written one replaced it
-    if sig == signal.SIGINT:
+    if sig in (signal.SIGINT, signal.SIGTERM):
         assert proc.returncode == 130
         assert not partial.exists()
         assert stderr.strip().splitlines()[-1] == "paragon upscale: interrupted"

@@ -225,3 +225,21 @@ def test_progress_lines_when_not_a_terminal():
     assert lines[0] == "x: 0/10 frames (0%)"  # the first call, then nothing until the end
     assert lines[-1].startswith("x: 10/10 frames (100%)")
     assert len(lines) == 2
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_rewrites_one_line_on_a_terminal():
+    out = _Terminal()
+    progress = Progress("x", stream=out, interval=0)
+    for done in range(3):
+        progress.update(done, 2)
+    progress.finish()
+    progress.finish()  # a second call (error path after success) adds nothing
+    text = out.getvalue()
+    assert text.count("\r") == 3
+    assert text.rstrip("\n").split("\r")[-1].startswith("x: 2/2 frames (100%)")
+    assert text.count("\n") == 1

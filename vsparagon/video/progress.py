@@ -50,8 +50,9 @@ class Progress:
         self.stream.flush()
 
     def finish(self) -> float:
-        """End the line on a terminal; return the elapsed seconds."""
+        """End the line on a terminal (once); return the elapsed seconds."""
         if self.tty and self._shown:
             self.stream.write("\n")
             self.stream.flush()
+        self._shown = ""
         return time.perf_counter() - self.start
