@@ -163,3 +163,25 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, cache, args, message):
     assert result.stdout == ""
     assert not (tmp_path / "out.mkv").exists()
     assert not list(tmp_path.glob("*.partial.*"))
+
+
+def test_a_failing_frame_is_one_line_and_leaves_no_output(tagged_source, fixed_size_onnx, cache, tmp_path):
+    """The model accepts only 16x16 input: the filter is created, then frame 0 fails inside the pipe."""
+    out = tmp_path / "out.mkv"
+    result = paragon("upscale", tagged_source, out, "--model", fixed_size_onnx, "--backend", "ort-cpu", cache=cache)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("paragon upscale: error: a frame failed: paragon.Upscale: frame 0: inference failed")
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    assert not list(tmp_path.glob("*.partial.*"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to any folder")
+def test_an_unwritable_output_folder(cache, tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    result = paragon("upscale", SAMPLE, folder / "out.mkv", cache=cache)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"paragon upscale: error: output folder {str(folder)!r} is not writable"

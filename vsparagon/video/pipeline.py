@@ -22,6 +22,7 @@ import vapoursynth as vs
 import vsparagon.plugin  # noqa: F401  (OpenVINO before the core; registers core.paragon)
 from vsparagon.errors import ConfigError, InputError, MissingDependencyError, ParagonError
 from vsparagon.runtime.backends.base import cache_dir
+from vsparagon.runtime.source import ort_reason
 from vsparagon.video import encoders, ffmpeg
 from vsparagon.video.colour import tags_from_props
 from vsparagon.video.progress import Progress
@@ -176,7 +177,7 @@ def _encode(clip: vs.VideoNode, command: list[str], partial: Path, output: Path)
                 with contextlib.suppress(OSError):
                     pipe.close()
             except vs.Error as exc:
-                raise EncodeError(f"a frame failed: {_first_line(exc)}") from None
+                raise EncodeError(f"a frame failed: {frame_error(exc)}") from None
             code = proc.wait()
             seconds = progress.finish()
             if code != 0:
@@ -192,6 +193,15 @@ def _encode(clip: vs.VideoNode, command: list[str], partial: Path, output: Path)
                 proc.wait()
             partial.unlink(missing_ok=True)
             raise
+
+
+def frame_error(exc: BaseException) -> str:
+    """The message of a frame error, without the traceback text VapourSynth wraps around it."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("vapoursynth.Error: "):
+            return ort_reason(line.removeprefix("vapoursynth.Error: "))
+    return ort_reason(lines[-1]) if lines else type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:
