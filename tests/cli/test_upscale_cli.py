@@ -185,3 +185,37 @@ def test_an_unwritable_output_folder(cache, tmp_path):
     result = paragon("upscale", SAMPLE, folder / "out.mkv", cache=cache)
     assert result.returncode == 2
     assert result.stderr.strip() == f"paragon upscale: error: output folder {str(folder)!r} is not writable"
+
+
+def test_an_rgb_source_is_encoded_as_bt709_yuv(tiny_onnx, cache, tmp_path):
+    """y4m carries no RGB: an RGB source (lossless gbrp FFV1) leaves as 4:4:4 YUV tagged BT.709."""
+    source = tmp_path / "rgb.mkv"
+    subprocess.run(
+        [FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=0.16",
+         "-c:v", "ffv1", "-pix_fmt", "gbrp", str(source)],
+        check=True,
+    )  # fmt: skip
+    out = tmp_path / "out.mkv"
+    result = paragon("upscale", source, out, "--model", tiny_onnx, cache=cache)
+    assert result.returncode == 0, result.stderr
+    info = media_info(out)
+    assert re.search(r"Video: h264 .*yuv444p\(tv, bt709.*128x96", info), info
+    assert decoded_frames(out) == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "encoder", "video", "audio"),
+    [
+        ("out.webm", "av1", "Video: av1", "Audio: opus"),
+        ("out.webm", "vp9", "Video: vp9", "Audio: opus"),
+        ("out.mkv", "ffv1", "Video: ffv1", "Audio: aac"),
+    ],
+)
+def test_every_encoder_writes_a_playable_file(tiny_onnx, cache, tmp_path, name, encoder, video, audio):
+    out = tmp_path / name
+    result = paragon("upscale", SAMPLE, out, "--model", tiny_onnx, "--encoder", encoder, "--frames", "0:3", cache=cache)
+    assert result.returncode == 0, result.stderr
+    info = media_info(out)
+    assert video in info, info
+    assert audio in info, info
+    assert decoded_frames(out) == 3
