@@ -46,7 +46,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -60,6 +59,8 @@ import onnxruntime as ort
 import openvino as ov
 import vapoursynth as vs
 
+from vsparagon.bench.contenders import Builder, mlrt_ort, mlrt_ov, noise_clip, ours, planes
+from vsparagon.bench.measure import reset_peak, resident_mib, timed, wait_quiet
 from vsparagon.plugin import upscale
 
 core = vs.core
@@ -67,8 +68,6 @@ core = vs.core
 WIDTH, HEIGHT = 640, 480
 MEMORY_SIZE = (3840, 2160)
 REFERENCE = "vs-mlrt ort"
-#: builder(clip, model, threads) -> the upscaled clip.
-Builder = Callable[[vs.VideoNode, str, int], vs.VideoNode]
 
 
 def progress(message: str) -> None:
@@ -77,27 +76,6 @@ def progress(message: str) -> None:
 
 
 # ---------------------------------------------------------------- the filters
-
-
-def ours(backend: str) -> Builder:
-    """vsparagon with ``backend``; whole frame (tile=0 picks it at 640x480)."""
-    return lambda clip, model, threads: upscale(clip, model=model, backend=backend, threads=threads)
-
-
-def mlrt_ort(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
-    """vs-mlrt ORT on the CPU, as vsmlrt.py's ``Backend.ORT_CPU()`` (one stream); no thread setting exists."""
-    return core.ort.Model(clip, model, provider="CPU", num_streams=1, verbosity=1, fp16=False)
-
-
-def mlrt_ov(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
-    """vs-mlrt OpenVINO on the CPU, as vsmlrt.py's ``Backend.OV_CPU(num_threads=threads)`` builds it."""
-    config = {
-        "NUM_STREAMS": 1,
-        "INFERENCE_NUM_THREADS": threads,
-        "ENABLE_CPU_PINNING": "YES",
-        "INFERENCE_PRECISION_HINT": "f32",
-    }
-    return core.ov.Model(clip, model, device="CPU", fp16=False, config=lambda: config)
 
 
 FILTERS: dict[str, tuple[str, Builder, str]] = {
@@ -161,54 +139,6 @@ BARE: dict[str, Callable[[str, int], Callable[[np.ndarray], np.ndarray]]] = {
 # ---------------------------------------------------------------- clip and timing
 
 
-def noise_clip(width: int, height: int, length: int) -> vs.VideoNode:
-    """An RGBS clip of blocky noise (up to 4 distinct patterns in turn), made once with numpy."""
-    rng = np.random.default_rng(0)
-    count = min(length, 4)
-    raw = rng.random((count, 3, height // 4 + 1, width // 4 + 1), dtype=np.float32)
-    # Nearest x4 blow-up blended with fine noise: edges and flat areas, like real content.
-    coarse = raw.repeat(4, axis=2).repeat(4, axis=3)[:, :, :height, :width]
-    patterns = np.clip(0.8 * coarse + 0.2 * rng.random(coarse.shape, dtype=np.float32), 0, 1)
-    blank = core.std.BlankClip(width=width, height=height, format=vs.RGBS, length=length)
-
-    def fill(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
-        out = f.copy()
-        for p in range(3):
-            np.copyto(np.asarray(out[p]), patterns[n % count, p])
-        return out
-
-    return core.std.ModifyFrame(blank, blank, fill)
-
-
-def planes(frame: vs.VideoFrame) -> np.ndarray:
-    """(3, H, W) float32 copy of an RGBS frame."""
-    return np.stack([np.asarray(frame[p]) for p in range(3)])
-
-
-def timed(work: Callable[[], object], count: int) -> tuple[float, float, float]:
-    """Run ``work`` (which makes ``count`` frames).
-
-    Returns:
-        Frames per second, CPU seconds per frame of this process, and the share of the
-        machine's CPUs that other processes used meanwhile (0 = a quiet machine).
-    """
-    start, cpu, machine = time.perf_counter(), time.process_time(), busy_seconds()
-    work()
-    wall, own = time.perf_counter() - start, time.process_time() - cpu
-    others = max(0.0, busy_seconds() - machine - own) / (wall * (os.cpu_count() or 1))
-    return count / wall, own / count, others
-
-
-def wait_quiet(limit: float) -> None:
-    """Wait up to ``limit`` seconds for other processes to use under 5% of the machine's CPUs for 1 s."""
-    deadline = time.perf_counter() + limit
-    while time.perf_counter() < deadline:
-        machine, own = busy_seconds(), time.process_time()
-        time.sleep(1.0)
-        if busy_seconds() - machine - (time.process_time() - own) < 0.05 * (os.cpu_count() or 1):
-            return
-
-
 def time_clip(clip: vs.VideoNode, first: int, count: int) -> tuple[float, float, float]:
     """:func:`timed` rendering frames ``first .. first+count-1`` through ``clip.frames()``."""
     return timed(lambda: [None for _ in clip[first : first + count].frames()], count)
@@ -217,16 +147,6 @@ def time_clip(clip: vs.VideoNode, first: int, count: int) -> tuple[float, float,
 def time_bare(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, count: int) -> tuple[float, float, float]:
     """:func:`timed` for ``count`` back-to-back calls."""
     return timed(lambda: [run(x) for _ in range(count)], count)
-
-
-def busy_seconds() -> float:
-    """CPU seconds every process on the machine has used since boot (Linux), else 0."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    except OSError:
-        return 0.0
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------- peak memory (child process)
@@ -244,9 +164,7 @@ def memory_child(key: str, model: str, threads: int) -> None:
     source = noise_clip(width, height, 1)
     source.get_frame(0)
     clip = build(source, model, threads)
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS to the current RSS
-    except OSError:
+    if not reset_peak():
         progress("could not reset the peak RSS; the peak may include making the test pattern")
     baseline = resident_mib("VmRSS")
     start = time.perf_counter()
@@ -255,20 +173,6 @@ def memory_child(key: str, model: str, threads: int) -> None:
     del frame
     peak = resident_mib("VmHWM")
     print(json.dumps({"baseline_mib": baseline, "peak_mib": peak, "seconds": seconds}))
-
-
-def resident_mib(field: str) -> float:
-    """``VmRSS`` (now) or ``VmHWM`` (peak) from /proc/self/status, in MiB; else ru_maxrss.
-
-    Not ru_maxrss where /proc exists: after fork+exec it keeps the parent's peak.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def measure_memory(key: str, model: str, threads: int) -> dict[str, float | str]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import onnx
 import pytest
 import torch
 from helpers import randomize_
+from onnx import TensorProto, helper
 
 import vsparagon.plugin  # noqa: F401  (first: loads OpenVINO before any VapourSynth core exists)
 from vsparagon import models
@@ -42,6 +46,25 @@ def tiny_x3_onnx(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("models") / "tiny_x3.onnx"
     _export(models.create("tiny", scale=3), path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def fixed_size_onnx(tmp_path_factory) -> Path:
+    """A foreign ONNX (no vsparagon metadata) that only accepts 1x3x16x16: nearest x2."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 3, 16, 16])
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    nodes = [
+        helper.make_node("Reshape", ["x", "shape"], ["r"]),
+        helper.make_node("Resize", ["r", "", "scales"], ["y"], mode="nearest"),
+    ]
+    graph = helper.make_graph(nodes, "fixed", [x], [y], initializer=[shape, scales])
+    path = tmp_path_factory.mktemp("foreign") / "fixed16.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what every supported onnxruntime reads
+    onnx.save(model, str(path))
+    return path
 
 
 def _export(model, path):

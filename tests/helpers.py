@@ -1,7 +1,14 @@
-"""Helpers shared by tests: realistic random weights and real VapourSynth clips."""
+"""Helpers shared by tests: realistic random weights, real VapourSynth clips, the real CLI and ffmpeg."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio_ffmpeg
 import numpy as np
 import torch
 import vapoursynth as vs
@@ -60,3 +67,42 @@ def noise_clip(width: int, height: int, fmt: int = vs.RGBS, length: int = 3, see
 
 def planes(frame: vs.VideoFrame) -> np.ndarray:
     return np.stack([np.asarray(frame[p]).astype(np.float64) for p in range(frame.format.num_planes)])
+
+
+PARAGON = Path(sys.executable).with_name("paragon")
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def paragon(
+    *args: str | os.PathLike[str], cwd: Path | None = None, cache: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``paragon`` console script; ``cache`` becomes ``VSPARAGON_CACHE``."""
+    env = {k: v for k, v in os.environ.items() if k != "PARAGON_DEBUG"}
+    if cache is not None:
+        env["VSPARAGON_CACHE"] = str(cache)
+    return subprocess.run(
+        [str(PARAGON), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+def media_info(path: Path) -> str:
+    """``ffmpeg -i`` listing of ``path`` (imageio-ffmpeg ships no ffprobe)."""
+    return subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+
+
+def decoded_frames(path: Path) -> int:
+    """Video frames in ``path``, counted by decoding all of it with ffmpeg."""
+    out = subprocess.run(
+        [FFMPEG, "-hide_banner", "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stderr
+    return int(re.findall(r"frame=\s*(\d+)", out)[-1])
+
+
+def duration(info: str) -> float:
+    """Seconds from the ``Duration:`` line of :func:`media_info`."""
+    match = re.search(r"Duration: (\d+):(\d+):([\d.]+)", info)
+    assert match, info
+    return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])

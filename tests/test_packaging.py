@@ -18,10 +18,13 @@ def test_importing_vsparagon_does_not_import_torch():
     assert out.strip() == "False"
 
 
-def test_cli_help_does_not_need_torch():
-    code = "import sys; from vsparagon.cli.main import build_parser; build_parser(); print('torch' in sys.modules)"
+def test_cli_help_does_not_need_torch_or_vapoursynth():
+    code = (
+        "import sys; from vsparagon.cli.main import build_parser; build_parser(); "
+        "print('torch' in sys.modules, 'vapoursynth' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.strip() == "False False"
 
 
 def test_py_typed_ships():

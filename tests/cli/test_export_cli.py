@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import onnxruntime as ort
 import pytest
+from helpers import PARAGON, paragon
 
 from vsparagon import models
-
-PARAGON = Path(sys.executable).with_name("paragon")
-
-
-def paragon(*args: str | os.PathLike[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PARAGON_DEBUG"}
-    return subprocess.run(
-        [str(PARAGON), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
-    )
 
 
 def test_console_script_is_installed():

@@ -7,12 +7,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
 import vapoursynth as vs
 from helpers import noise_clip, planes, randomize_
-from onnx import TensorProto, helper
 
 from vsparagon import models
 from vsparagon.plugin import upscale
@@ -24,25 +22,6 @@ VSPIPE = Path(sys.executable).with_name("vspipe")
 def checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny_x2.safetensors"
     models.save(randomize_(models.create("tiny", scale=2), seed=9), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def fixed_size_onnx(tmp_path_factory) -> Path:
-    """A foreign ONNX (no vsparagon metadata) that only accepts 1x3x16x16: nearest x2."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 3, 16, 16])
-    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
-    nodes = [
-        helper.make_node("Reshape", ["x", "shape"], ["r"]),
-        helper.make_node("Resize", ["r", "", "scales"], ["y"], mode="nearest"),
-    ]
-    graph = helper.make_graph(nodes, "fixed", [x], [y], initializer=[shape, scales])
-    path = tmp_path_factory.mktemp("foreign") / "fixed16.onnx"
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # what every supported onnxruntime reads
-    onnx.save(model, str(path))
     return path
 
 

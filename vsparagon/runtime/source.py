@@ -139,8 +139,8 @@ def _read_model(path: Path) -> ModelSource:
     raise CheckpointError(f"model {str(path)!r}: unknown file type {suffix!r}; use a .onnx or .safetensors file")
 
 
-def ort_reason(exc: BaseException) -> str:
-    """The human part of an ONNX Runtime error, without its source paths and C++ signatures."""
+def ort_reason(exc: BaseException | str) -> str:
+    """The human part of an ONNX Runtime error (or its text), without its source paths and C++ signatures."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     text = re.sub(r"/onnxruntime_src/\S+ \S+\([^)]*\)\s*", "", text)
     text = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)

@@ -57,6 +57,11 @@ class Backend(ABC):
     def open(self, source: ModelSource) -> Session:
         """Load ``source`` and return a ready session."""
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this backend cannot run in this process (for ``paragon info``), or None when it can."""
+        return None
+
     def cache_key(self, source: ModelSource) -> str:
         """Identity of the session this config builds for ``source``."""
         return f"{self!r}|{source.path.resolve()}|{source.identity}"

@@ -11,8 +11,13 @@ from vsparagon.runtime.source import ModelSource
 @dataclass(frozen=True, kw_only=True)
 class _Pending(Backend):
     def open(self, source: ModelSource) -> Session:
-        raise BackendError(
-            f"backend={self.name!r} (GPU) is not available in this version of vsparagon yet; "
+        raise BackendError(str(self.unavailable()))
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Always: the GPU backends have not landed."""
+        return (
+            f"backend={cls.name!r} (GPU) is not available in this version of vsparagon yet; "
             "use backend='ort-cpu', 'openvino' or 'torch'"
         )
 

@@ -85,3 +85,12 @@ class OpenVino(Backend):
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = str(self.threads)
         return OpenVinoSession(core, model, config, scale=source.descriptor.scale, fp16_io=fp16_io)
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """The import error of :func:`import_openvino`, if any."""
+        try:
+            import_openvino()
+        except (BackendError, MissingDependencyError) as exc:
+            return str(exc)
+        return None

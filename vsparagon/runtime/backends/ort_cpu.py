@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +40,17 @@ class OrtCpu(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # failures reach the caller as exceptions; no second copy on stderr
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise BackendError(f"ONNX Runtime could not load {path.name}: {ort_reason(exc)}") from None
         # One frame at a time, each using every thread: parallel frames would only fight for cores.
         return OrtSession(session, scale=source.descriptor.scale, fp16=fp16, max_parallel=1)
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """None when onnxruntime is installed."""
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "backend='ort-cpu' needs ONNX Runtime: pip install onnxruntime"
+        return None

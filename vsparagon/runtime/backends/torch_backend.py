@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,3 +51,10 @@ class TorchBackend(Backend):
         dtype = torch.float16 if self.fp16 and device.type == "cuda" else torch.float32
         model = models.load(source.path, fused=True).to(device, dtype).eval()
         return TorchSession(model, device, dtype, scale=source.descriptor.scale)
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """None when PyTorch is installed (found without importing it)."""
+        if importlib.util.find_spec("torch") is None:
+            return "backend='torch' needs PyTorch: pip install 'vsparagon[export]'"
+        return None

@@ -1,0 +1,81 @@
+"""The filters benchmarks compare on one clip: vsparagon's backends and vs-mlrt's CPU plugins (VapourSynth layer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import vapoursynth as vs
+
+import vsparagon.plugin  # noqa: F401  (OpenVINO before the core, so vs-mlrt's bundled one cannot win)
+from vsparagon.plugin import upscale
+
+#: builder(clip, model, threads) -> the upscaled clip.
+Builder = Callable[[vs.VideoNode, str, int], vs.VideoNode]
+
+
+def ours(backend: str) -> Builder:
+    """vsparagon with ``backend``; ``tile=0`` (automatic plan)."""
+    return lambda clip, model, threads: upscale(clip, model=model, backend=backend, threads=threads)
+
+
+def mlrt_ort(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+    """vs-mlrt ORT on the CPU, as vsmlrt.py's ``Backend.ORT_CPU()`` (one stream); no thread setting exists."""
+    return vs.core.ort.Model(clip, model, provider="CPU", num_streams=1, verbosity=1, fp16=False)
+
+
+def mlrt_ov(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+    """vs-mlrt OpenVINO on the CPU, as vsmlrt.py's ``Backend.OV_CPU(num_threads=threads)`` builds it."""
+    config = {
+        "NUM_STREAMS": 1,
+        "INFERENCE_NUM_THREADS": threads,
+        "ENABLE_CPU_PINNING": "YES",
+        "INFERENCE_PRECISION_HINT": "f32",
+    }
+    return vs.core.ov.Model(clip, model, device="CPU", fp16=False, config=lambda: config)
+
+
+#: vs-mlrt contenders: key -> (label, builder, plugin namespace).
+PEERS: dict[str, tuple[str, Builder, str]] = {
+    "mlrt-ort": ("vs-mlrt ort", mlrt_ort, "ort"),
+    "mlrt-ov": ("vs-mlrt ov", mlrt_ov, "ov"),
+}
+
+
+def builder(key: str) -> tuple[str, Builder]:
+    """(label, builder) for ``ours-<backend>`` or a :data:`PEERS` key.
+
+    Raises:
+        LookupError: a vs-mlrt plugin that is not installed.
+    """
+    if key.startswith("ours-"):
+        backend = key.removeprefix("ours-")
+        return f"paragon {backend}", ours(backend)
+    label, build, namespace = PEERS[key]
+    if not hasattr(vs.core, namespace):
+        raise LookupError(f"core.{namespace} is not installed (pip install vapoursynth-mlrt-{namespace})")
+    return label, build
+
+
+def noise_clip(width: int, height: int, length: int) -> vs.VideoNode:
+    """An RGBS clip of blocky noise (up to 4 distinct patterns in turn), made once with numpy."""
+    rng = np.random.default_rng(0)
+    count = min(length, 4)
+    raw = rng.random((count, 3, height // 4 + 1, width // 4 + 1), dtype=np.float32)
+    # Nearest x4 blow-up blended with fine noise: edges and flat areas, like real content.
+    coarse = raw.repeat(4, axis=2).repeat(4, axis=3)[:, :, :height, :width]
+    patterns = np.clip(0.8 * coarse + 0.2 * rng.random(coarse.shape, dtype=np.float32), 0, 1)
+    blank = vs.core.std.BlankClip(width=width, height=height, format=vs.RGBS, length=length)
+
+    def fill(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
+        out = f.copy()
+        for p in range(3):
+            np.copyto(np.asarray(out[p]), patterns[n % count, p])
+        return out
+
+    return vs.core.std.ModifyFrame(blank, blank, fill)
+
+
+def planes(frame: vs.VideoFrame) -> np.ndarray:
+    """(3, H, W) float32 copy of an RGBS frame."""
+    return np.stack([np.asarray(frame[p]) for p in range(3)])

@@ -1,0 +1,149 @@
+"""``paragon bench``: frames per second and peak memory of a model on a backend, beside vs-mlrt."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from vsparagon.errors import ConfigError, MissingDependencyError
+
+PEERS = ("mlrt-ort", "mlrt-ov")
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``bench`` on the ``paragon`` subcommand parser."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "bench",
+        help="measure frames per second and peak memory, beside vs-mlrt when installed",
+        description=(
+            "Upscale a synthetic RGBS clip of --size with the model on each --backend, and with vs-mlrt's "
+            "core.ort/core.ov on the same ONNX when installed. Each contender runs in its own process: "
+            "warm-up frames, then --frames timed frames; peak memory is that process's VmHWM from filter "
+            "creation to the last frame."
+        ),
+    )
+    parser.add_argument("--variant", default="tiny", help="shipped model: tiny, xs, s, m, l, xl (default tiny)")
+    parser.add_argument("--scale", type=int, default=2, help="upscaling factor 1-4 (default 2)")
+    parser.add_argument("--model", type=Path, help="a .onnx or .safetensors model instead of a shipped variant")
+    parser.add_argument(
+        "--random-init", action="store_true", help="benchmark an untrained --variant (exported once; needs torch)"
+    )
+    parser.add_argument("--backend", default="ort-cpu,openvino", help="comma-separated (default ort-cpu,openvino)")
+    parser.add_argument("--size", default="320x240", help="input frame size WxH (default 320x240)")
+    parser.add_argument("--frames", type=int, default=8, help="timed frames (default 8)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed frames first (default 1)")
+    parser.add_argument("--threads", type=int, default=0, help="inference threads; 0 = all cores")
+    parser.add_argument("--no-peers", action="store_true", help="skip vs-mlrt even when installed")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.set_defaults(run=run)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"640x480"`` -> (640, 480).
+
+    Raises:
+        ConfigError: not WxH with both from 16 to 8192.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or not all(16 <= int(v) <= 8192 for v in match.groups()):
+        raise ConfigError(f"--size takes WIDTHxHEIGHT with each from 16 to 8192 (e.g. 640x480), got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``paragon bench``."""
+    width, height = parse_size(args.size)
+    if args.frames < 1 or args.warmup < 0:
+        raise ConfigError(f"--frames must be >= 1 and --warmup >= 0, got {args.frames} and {args.warmup}")
+    from vsparagon.runtime.backends import backend_names
+    from vsparagon.runtime.source import open_model, resolve
+
+    backends = [b.strip() for b in args.backend.split(",") if b.strip()]
+    for name in backends:
+        if name not in backend_names():
+            raise ConfigError(f"unknown backend {name!r}; valid backends: {', '.join(backend_names())}")
+    if args.random_init and args.model is not None:
+        raise ConfigError("give either --model or --random-init (with --variant/--scale), not both")
+    model = _random_model(args.variant, args.scale) if args.random_init else args.model
+    source = resolve(variant=args.variant, scale=args.scale, model=model)
+    keys = [f"ours-{b}" for b in backends]
+    if not args.no_peers and source.kind == "onnx" and source.precision == "fp32":
+        keys += PEERS
+    threads = args.threads or os.cpu_count() or 1
+    results = {}
+    for key in keys:
+        print(f"paragon bench: {key} ...", file=sys.stderr, flush=True)
+        config = {"key": key, "model": str(source.path), "width": width, "height": height}
+        config |= {"warmup": args.warmup, "frames": args.frames, "threads": threads}
+        results[key] = _child(config)
+    d = open_model(source.path).descriptor
+    report = {
+        "model": str(source.path),
+        "variant": d.variant,
+        "scale": d.scale,
+        "input": f"{width}x{height} RGBS",
+        "warmup": args.warmup,
+        "frames": args.frames,
+        "threads": threads,
+        "results": results,
+    }
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
+def _random_model(variant: str, scale: int) -> Path:
+    """A random-init export of ``variant`` at ``scale``, made once in the cache folder."""
+    from vsparagon.runtime.backends.base import cache_dir
+
+    target = cache_dir() / "bench" / f"random_{variant}_x{scale}.onnx"
+    if not target.exists():
+        try:
+            import torch
+
+            from vsparagon import models
+            from vsparagon.export import export_onnx
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"--random-init needs PyTorch and ONNX ({exc.name} is missing): pip install 'vsparagon[export]'"
+            ) from None
+        print(f"paragon bench: exporting an untrained {variant} x{scale} to {target}", file=sys.stderr, flush=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        export_onnx(models.create(variant, scale=scale), target)
+    return target
+
+
+def _child(config: dict[str, Any]) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "vsparagon.bench.child", json.dumps(config)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+    if done.returncode < 0:
+        return {"error": f"killed by signal {-done.returncode} (9: most likely out of memory)"}
+    tail = done.stderr.strip().splitlines()
+    return {"error": f"exit {done.returncode}: {tail[-1] if tail else 'no message'}"}
+
+
+def render(report: dict[str, Any]) -> str:
+    """The results table."""
+    lines = [
+        f"model {report['model']} ({report['variant']} x{report['scale']}); input {report['input']}; "
+        f"{report['warmup']} warm-up + {report['frames']} timed frames; {report['threads']} threads",
+        f"{'contender':<20}{'fps':>9}{'ms/frame':>10}{'peak MiB':>10}{'setup s':>9}",
+    ]
+    for key, r in report["results"].items():
+        if "fps" in r:
+            lines.append(
+                f"{r['label']:<20}{r['fps']:>9.3f}{r['ms_per_frame']:>10.1f}{r['peak_mib']:>10.0f}{r['setup_s']:>9.2f}"
+            )
+        else:
+            lines.append(f"{key:<20}  {'skipped' if 'skipped' in r else 'failed'}: {r.get('skipped') or r['error']}")
+    return "\n".join(lines)
