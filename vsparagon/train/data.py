@@ -267,7 +267,7 @@ def synthetic_picture(index: int, size: int) -> np.ndarray:
 
     for _ in range(int(rng.integers(6, 16))):
         x0, y0 = (int(v) for v in rng.integers(0, size, 2))
-        x1, y1 = x0 + int(rng.integers(4, size // 2)), y0 + int(rng.integers(4, size // 2))
+        x1, y1 = x0 + int(rng.integers(4, max(5, size // 2))), y0 + int(rng.integers(4, max(5, size // 2)))
         shape = rng.integers(4)
         if shape == 0:
             draw.rectangle((x0, y0, x1, y1), fill=colour())

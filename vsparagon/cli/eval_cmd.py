@@ -1,0 +1,45 @@
+"""``paragon eval``: PSNR/SSIM of a model, bicubic and lanczos on a folder of HR pictures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from vsparagon.errors import MissingDependencyError
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``eval`` on the ``paragon`` subcommand parser."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "eval",
+        help="score a model against bicubic and lanczos on HR pictures",
+        description=(
+            "Downscale every HR picture in DIR by bicubic, upscale it back with MODEL, bicubic and lanczos, and "
+            "print PSNR and SSIM on Y (border = scale) per picture and on average."
+        ),
+    )
+    parser.add_argument("model", help="a .onnx or .safetensors file, or a shipped variant (tiny, xs, ...)")
+    parser.add_argument("folder", type=Path, metavar="DIR", help="folder of HR pictures")
+    parser.add_argument("--scale", type=int, default=2, help="for a shipped variant: 1-4 (default 2)")
+    parser.add_argument("--backend", default="auto", help="runtime backend (default auto)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = all")
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``paragon eval``."""
+    try:
+        from vsparagon.train import evaluate
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"paragon eval needs the train extra: pip install 'vsparagon[train]' ({exc})"
+        ) from None
+    results = evaluate.evaluate(args.model, args.folder, scale=args.scale, backend=args.backend, threads=args.threads)
+    if args.json:
+        print(json.dumps([{"picture": r.name, "size": r.size, **r.scores} for r in results], indent=2))
+    else:
+        print(evaluate.table(results))
+    return 0

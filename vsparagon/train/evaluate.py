@@ -1,0 +1,110 @@
+"""``paragon eval``: a model against bicubic and lanczos on a folder of HR pictures.
+
+LR inputs are made by bicubic (antialiased) downscaling of each HR picture, cropped
+to a multiple of the scale; scores are PSNR and SSIM on Y with ``border = scale``,
+as the SR literature reports them. The model runs through the same runtime as the
+VapourSynth plugin (tiled exactly when a picture is large).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vsparagon.errors import InputError
+from vsparagon.train.data import IMAGE_EXTS
+from vsparagon.train.degrade import from_uint8, resize
+from vsparagon.train.metrics import psnr_y, ssim_y
+
+METHODS = ("model", "bicubic", "lanczos")
+WHOLE_LIMIT = 768 * 768  # larger LR pictures are run tile by tile (exact: overlap = receptive radius)
+
+
+@dataclass(frozen=True)
+class Score:
+    """One picture's scores, per method: ``{"model": (psnr, ssim), ...}``."""
+
+    name: str
+    size: tuple[int, int]
+    scores: dict[str, tuple[float, float]]
+
+
+def pictures(folder: Path) -> list[Path]:
+    """HR pictures in ``folder`` (not recursive), sorted by name."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder of HR pictures")
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not found:
+        raise InputError(f"{folder}: no pictures found (looked for {', '.join(sorted(IMAGE_EXTS))})")
+    return found
+
+
+def evaluate(model: str, folder: Path, *, scale: int, backend: str = "auto", threads: int = 0) -> list[Score]:
+    """Score ``model`` (a .onnx/.safetensors file or a shipped variant) on every picture in ``folder``."""
+    from PIL import Image, ImageOps
+
+    from vsparagon.runtime import source as sources
+    from vsparagon.runtime.sessions import open_session, resolve_backend
+    from vsparagon.runtime.tiling import run_tiled
+
+    files = pictures(folder)
+    is_file = Path(model).suffix.lower() in (".onnx", ".safetensors")
+    src = sources.resolve(variant=None if is_file else model, scale=scale, model=model if is_file else None)
+    s = src.descriptor.scale
+    session = open_session(resolve_backend(backend, src, fp16=False, threads=threads, device=0), src)
+    results = []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                pic = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read the picture ({exc})") from None
+        h, w = pic.shape[0] // s * s, pic.shape[1] // s * s
+        if min(h, w) < 8 * s:
+            raise InputError(f"{path}: {pic.shape[1]}x{pic.shape[0]} is too small to evaluate at x{s}")
+        hr = from_uint8(pic[:h, :w])
+        lr = resize(hr, (h // s, w // s), "bicubic")
+        lr_u8 = (lr * 255).round() / 255  # the model sees what an 8-bit LR file would hold
+        x = lr_u8.numpy()[None]  # (1, 3, h/s, w/s)
+        if lr.shape[1] * lr.shape[2] <= WHOLE_LIMIT:
+            sr = session.run(x)[0]
+        else:
+            radius = src.descriptor.receptive_radius or 32
+            sr = run_tiled(
+                x[0],
+                lambda b: session.run(b),
+                scale=s,
+                tile_h=512,
+                tile_w=512,
+                overlap=radius,
+                multiple_of=src.descriptor.multiple_of,
+            )
+        outputs = {
+            "model": torch.from_numpy(np.asarray(sr, dtype=np.float32)).clamp(0, 1),
+            "bicubic": F.interpolate(lr_u8[None], scale_factor=s, mode="bicubic", align_corners=False)[0].clamp(0, 1),
+            "lanczos": resize(lr_u8, (h, w), "lanczos"),
+        }
+        scores = {k: (psnr_y(v, hr, border=s), ssim_y(v, hr, border=s)) for k, v in outputs.items()}
+        results.append(Score(path.name, (w, h), scores))
+    return results
+
+
+def table(results: list[Score]) -> str:
+    """A plain-text table with a mean row."""
+    head = f"{'picture':<28} {'size':>10}  " + "  ".join(f"{m + ' PSNR/SSIM':>22}" for m in METHODS)
+    lines = [head, "-" * len(head)]
+    for r in results:
+        cells = "  ".join(f"{r.scores[m][0]:>12.3f} / {r.scores[m][1]:.4f}" for m in METHODS)
+        lines.append(f"{r.name[:28]:<28} {r.size[0]:>4}x{r.size[1]:<5}  {cells}")
+    means = {
+        m: (np.mean([r.scores[m][0] for r in results]), np.mean([r.scores[m][1] for r in results])) for m in METHODS
+    }
+    cells = "  ".join(f"{means[m][0]:>12.3f} / {means[m][1]:.4f}" for m in METHODS)
+    lines.append(f"{'mean (' + str(len(results)) + ' pictures)':<28} {'':>10}  {cells}")
+    gain = means["model"][0] - means["bicubic"][0], means["model"][0] - means["lanczos"][0]
+    lines.append(f"model - bicubic: {gain[0]:+.3f} dB; model - lanczos: {gain[1]:+.3f} dB (Y PSNR, border = scale)")
+    return "\n".join(lines)
