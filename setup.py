@@ -20,6 +20,7 @@ from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 SHIM = "vsparagon.plugin._lib.libparagon"
 """The shim as a dotted name: where the package copy goes."""
@@ -68,6 +69,29 @@ class BuildShim(build_ext):
         (target / "manifest.vs").write_text(f"[VapourSynth Manifest V1]\n{built.stem}\n", encoding="ascii")
 
 
+SHIPPED_FILES = ("paragonsr_*.onnx", "paragonsr_*.safetensors", "paragonsr_*.md", "paragonsr_*.png", "LICENSE*")
+"""The trained models in ``models/`` (and their cards) that a wheel carries in ``vsparagon/shipped/``."""
+
+
+class BuildPyWithModels(build_py):
+    """``build_py`` that also copies the shipped models into the package.
+
+    Editable installs find them in the repository's ``models/`` folder instead
+    (``vsparagon.runtime.source.SHIPPED_DIRS``), so nothing is copied there.
+    """
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        source = Path(__file__).resolve().parent / "models"
+        target = Path(self.build_lib, "vsparagon", "shipped")
+        target.mkdir(parents=True, exist_ok=True)
+        for pattern in SHIPPED_FILES:
+            for path in sorted(source.glob(pattern)):
+                shutil.copy2(path, target / path.name)
+
+
 setup(
     ext_modules=[
         Extension(
@@ -77,7 +101,7 @@ setup(
             extra_compile_args=["-std=c11", "-O2", "-Wall", "-Wextra", "-fvisibility=hidden"],
         )
     ],
-    cmdclass={"build_ext": BuildShim},
+    cmdclass={"build_ext": BuildShim, "build_py": BuildPyWithModels},
     # The shim only uses Python's stable ABI, looked up at run time.
     options={"bdist_wheel": {"py_limited_api": "cp312"}},
 )

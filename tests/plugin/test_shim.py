@@ -227,9 +227,10 @@ def test_vspipe_runs_a_script_that_uses_the_namespace(tmp_path, plain_onnx):
 
 def _source_tree(dst: Path) -> Path:
     """What an sdist holds, without build outputs of the editable install."""
-    for name in ("pyproject.toml", "setup.py", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "MANIFEST.in"):
         shutil.copy2(ROOT / name, dst / name)
     shutil.copytree(ROOT / "native", dst / "native")
+    shutil.copytree(ROOT / "models", dst / "models")
     shutil.copytree(ROOT / "vsparagon", dst / "vsparagon", ignore=shutil.ignore_patterns("__pycache__", "_lib"))
     return dst
 
@@ -258,6 +259,12 @@ def test_the_wheel_ships_the_shim_where_vapoursynth_autoloads_it(wheel):
     assert "vsparagon/plugin/_lib/libparagon.so" in names  # the LoadPlugin fallback
     assert not [n for n in names if ".cpython-" in n], "the shim must not look like a Python extension"
     assert not [n for n in names if n.startswith("vapoursynth/") and not n.startswith("vapoursynth/plugins/vsparagon/")]
+    # the trained models travel inside the package, with their cards
+    shipped = sorted(
+        p.name for p in (ROOT / "models").glob("paragonsr_*") if p.suffix in (".onnx", ".safetensors", ".md")
+    )
+    assert "paragonsr_tiny_x2.onnx" in shipped
+    assert {f"vsparagon/shipped/{name}" for name in shipped} <= names
 
 
 @pytest.mark.slow
@@ -280,17 +287,29 @@ def test_an_installed_wheel_is_autoloaded_without_importing_vsparagon(wheel, tmp
         "    vs.core.paragon.Upscale(vs.core.std.BlankClip(), backend='nonsense')\n"
         "except vs.Error as e:\n"
         "    print(e)\n"
+        "clip = vs.core.std.BlankClip(width=24, height=16, format=vs.RGBS, color=[0.2, 0.5, 0.8])\n"
+        "out = vs.core.paragon.Upscale(clip, variant='tiny')\n"
+        "out.get_frame(0)\n"
+        "import vsparagon.runtime.source as s\n"
+        "print(out.width, out.height, s.shipped_models()['paragonsr_tiny_x2'])\n"
     )
     # -S: no .pth files, so neither the editable vsparagon nor the real vapoursynth/plugins
+    # (and cwd=tmp_path: not the checkout, which `python -c` would put first on sys.path)
     # is seen; the dependencies still come from the test environment
     dependencies = Path(np.__file__).parents[1]
     env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{dependencies}", "PYTHONDONTWRITEBYTECODE": "1"}
-    result = subprocess.run([sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    )
 
-    plugin_path, imported_before_call, error = result.stdout.splitlines()
+    plugin_path, imported_before_call, error, shipped = result.stdout.splitlines()
     assert Path(plugin_path) == site / "vapoursynth/plugins/vsparagon/libparagon.so"
     assert imported_before_call == "False"
     assert error.startswith("paragon.Upscale: ")
+    # variant="tiny" runs the trained model the wheel carries (no repository models/ folder here)
+    width, height, model = shipped.split(" ", 2)
+    assert (width, height) == ("48", "32")
+    assert Path(model) == site / "vsparagon/shipped/paragonsr_tiny_x2.onnx"
 
 
 def test_import_vsparagon_in_a_script_registers_the_namespace_and_exposes_upscale():

@@ -189,7 +189,7 @@ def test_bad_parameters_name_the_value_and_the_fix(tiny_onnx, tiny_x3_onnx, tmp_
     assert "(the model's receptive radius) is larger than the tile" in _err(model=m, tile=16)
     assert "unknown backend 'cuda'; valid backends: auto, ort-cpu" in _err(model=m, backend="cuda")
     assert "unknown variant 'giant'" in _err(variant="giant")
-    assert "no trained model ships for variant 'tiny'" in _err(variant="tiny")
+    assert "no trained model ships for variant 'xl' at scale 2 (shipped: variant='tiny' scale=2" in _err(variant="xl")
     assert "scale must be one of 1, 2, 3, 4, got 5" in _err(model=m, scale=5)
     assert "scale must be an integer" in _err(model=m, scale="2")
     assert "threads must be 0" in _err(model=m, threads=-1)

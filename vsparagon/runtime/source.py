@@ -79,16 +79,31 @@ def resolve(*, variant: str | None, scale: int, model: str | os.PathLike[str] | 
 
 def _shipped(variant: str, scale: int) -> ModelSource:
     key = variant.strip().lower().removeprefix("paragonsr_")
-    if key not in VARIANTS:
-        raise ConfigError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
     available = shipped_models()
+    keys = sorted({name.removeprefix("paragonsr_").rsplit("_x", 1)[0] for name in available})
+    if key not in VARIANTS and key not in keys:
+        raise ConfigError(
+            f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}"
+            + (
+                f" (and shipped: {', '.join(k for k in keys if k not in VARIANTS)})"
+                if set(keys) - set(VARIANTS)
+                else ""
+            )
+        )
     name = f"paragonsr_{key}_x{scale}"
     if name in available:
         return open_model(available[name])
-    listing = ", ".join(sorted(available)) or "none yet"
+    listing = (
+        ", ".join(
+            f"variant={n.removeprefix('paragonsr_').rsplit('_x', 1)[0]!r} scale={n.rsplit('_x', 1)[1]}"
+            for n in sorted(available)
+        )
+        or "none yet"
+    )
     raise ConfigError(
         f"no trained model ships for variant {key!r} at scale {scale} (shipped: {listing}); "
-        "pass model='path/to/model.onnx' (e.g. from `paragon export --variant tiny --scale 2 --random-init`)"
+        "pick one of those, or pass model='path/to/model.onnx' "
+        "(e.g. from `paragon export --variant tiny --scale 2 --random-init`)"
     )
 
 

@@ -48,6 +48,11 @@ class ModelSection:
     variant: str = doc("tiny", "ParagonSR variant: tiny, xs, s, m, l or xl.")
     scale: int = doc(2, "Upscaling factor, 1-4.")
     init: str | None = doc(None, "Training-form checkpoint (.safetensors) to start from instead of fresh weights.")
+    init_strict: bool = doc(
+        True,
+        "false: tensors of init whose name or shape differ from this model (e.g. the upsampler when a x4 model "
+        "starts from a x2 one) keep their fresh weights, and the log names them; true: any difference is an error.",
+    )
 
 
 # --------------------------------------------------------------------------- data

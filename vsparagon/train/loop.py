@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import platform
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -98,6 +99,21 @@ def pick_device(cfg: TrainConfig) -> str:
     return device
 
 
+def hardware(device: str, threads: int, world: int) -> str:
+    """A short description of what trained, e.g. ``1 x NVIDIA H100 80GB HBM3`` or ``CPU (AMD EPYC ...), 2 threads``."""
+    if device == "cuda":
+        return f"{world} x {torch.cuda.get_device_name()}"
+    name = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{world} x CPU process ({name}), {threads} thread(s) each"
+
+
 def lr_factor(step: int, *, warmup: int, total: int, floor: float) -> float:
     """Linear warmup to 1, then cosine decay to ``floor``."""
     if step < warmup:
@@ -180,7 +196,7 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
     np.random.seed(seed % 2**32)
     model = create(cfg.model.variant, cfg.model.scale)
     if cfg.model.init:
-        model.load_state_dict(initial_weights(Path(cfg.model.init)))
+        load_initial(model, Path(cfg.model.init), strict=cfg.model.init_strict, log_main=rank.main)
     model.to(device).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.optim.ema > 0 else None
     objective = Objective(cfg).to(device)  # checks the perceptual weights file before any step
@@ -207,10 +223,12 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
 
     # ---- resume
     start = 0
+    history: list[dict[str, Any]] = []  # earlier processes' segments, from the resumed state
     if resume:
         path = previous[-1][1]
         state = load_state(path)
-        if state.config["model"] != to_plain(cfg)["model"]:
+        trained = {k: state.config["model"].get(k) for k in ("variant", "scale")}
+        if trained != {"variant": cfg.model.variant, "scale": cfg.model.scale}:
             raise CheckpointError(
                 f"{path}: trained a different model ({state.config['model']}); resume needs the same model section"
             )
@@ -226,6 +244,7 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
         scaler.load_state_dict(state.extra.get("scaler", {}) or scaler.state_dict())
         restore_rng(state.rng)
         start = state.step
+        history = list(state.extra.get("history") or [])
         if rank.main:
             log.info("resuming %s from step %d (%s)", out, start, path.name)
 
@@ -265,6 +284,16 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
     skipped_total = 0
     window: list[float] = []  # step losses since the last log record (the record holds their mean)
 
+    def segment(step: int) -> dict[str, Any]:
+        """This process's part of the run: steps, wall seconds and hardware (model cards report them)."""
+        return {
+            "from": start,
+            "to": step,
+            "seconds": round(time.perf_counter() - progress.t0, 1),
+            "hardware": hardware(device, threads, rank.world),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        }
+
     def snapshot(step: int) -> Path | None:
         nonlocal last_ckpt
         if rank.main:
@@ -272,7 +301,11 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
             if ema is not None:
                 modules["ema"] = ema.state_dict()
             optimizers = {"opt": opt.state_dict()}
-            extra: dict[str, Any] = {"sched": sched.state_dict(), "scaler": scaler.state_dict()}
+            extra: dict[str, Any] = {
+                "sched": sched.state_dict(),
+                "scaler": scaler.state_dict(),
+                "history": [*history, segment(step)],
+            }
             if disc is not None and opt_d is not None and sched_d is not None:
                 modules["disc"] = disc.state_dict()
                 optimizers["opt_d"] = opt_d.state_dict()
@@ -415,6 +448,43 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
     if rank.world > 1:
         dist.barrier()
     return RunResult(step, out, last_ckpt, result_release, result_onnx, rate, rate * cfg.data.batch)
+
+
+def load_initial(model: nn.Module, path: Path, *, strict: bool, log_main: bool = True) -> list[str]:
+    """Load ``model.init`` into ``model``; returns the names of tensors left at their fresh weights.
+
+    Strict: names and shapes must match exactly (else ConfigError). Not strict: only tensors
+    whose name and shape match are taken; the others keep their fresh init and are logged
+    (fewer than half fitting is an error: that is another variant, not another scale).
+    """
+    weights = initial_weights(path)
+    own = model.state_dict()
+    if strict:
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as exc:
+            first = " ".join(str(exc).split())[:300]
+            raise ConfigError(
+                f"model.init: {path} does not fit this model ({first}); "
+                "set model.init_strict: false to take only the tensors that match"
+            ) from None
+        return []
+    taken = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    if len(taken) < len(own) / 2:
+        raise ConfigError(
+            f"model.init: only {len(taken)} of this model's {len(own)} tensors fit {path} (another variant?)"
+        )
+    model.load_state_dict(taken, strict=False)
+    fresh = sorted(k for k in own if k not in taken)
+    if log_main:
+        log.info(
+            "model.init: took %d of %d tensors from %s; fresh: %s",
+            len(taken),
+            len(own),
+            path.name,
+            ", ".join(fresh) or "none",
+        )
+    return fresh
 
 
 def initial_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,123 @@
+"""Starting from another model (model.init), the run history in states, and ``paragon release``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+from train_helpers import BASE, merge
+
+from vsparagon import models
+from vsparagon.errors import ConfigError
+from vsparagon.runtime import source
+from vsparagon.train import train
+from vsparagon.train.config import parse_config
+from vsparagon.train.data import synthetic_picture
+from vsparagon.train.loop import load_initial
+from vsparagon.train.state import list_states, load_state
+
+
+@pytest.fixture(scope="module")
+def x2_run(tmp_path_factory):
+    """A 4-step tiny x2 run, resumed once (steps 0-2, then 2-4)."""
+    out = tmp_path_factory.mktemp("x2run")
+    cfg = parse_config(merge(BASE, {"train": {"iters": 4, "save_every": 2}}))
+    train(cfg, out, stop_at=2)
+    train(cfg, out, resume=True)
+    return out
+
+
+def test_a_x4_model_starts_from_a_x2_state_except_its_upsampler(x2_run):
+    state_path = list_states(x2_run / "checkpoints")[-1][1]
+    ema = load_state(state_path).modules["ema"]
+    x4 = models.create("tiny", 4)
+    with pytest.raises(ConfigError, match=r"does not fit this model .*set model.init_strict: false"):
+        load_initial(x4, state_path, strict=True)
+    fresh = load_initial(x4, state_path, strict=False)
+    assert fresh
+    assert all(name.startswith("upsample.0.") for name in fresh)
+    own = x4.state_dict()
+    taken = [k for k in own if k not in fresh]
+    assert len(taken) > 100
+    assert all(torch.equal(own[k], ema[k]) for k in taken)
+    with pytest.raises(ConfigError, match=r"only \d+ of this model's \d+ tensors fit .* \(another variant\?\)"):
+        load_initial(models.create("xs", 2), state_path, strict=False)
+
+
+def test_states_record_each_process_of_the_run(x2_run):
+    state = load_state(list_states(x2_run / "checkpoints")[-1][1])
+    history = state.extra["history"]
+    assert [(h["from"], h["to"]) for h in history] == [(0, 2), (2, 4)]
+    assert all(h["seconds"] > 0 and "CPU" in h["hardware"] for h in history)
+
+
+def _val_folder(path: Path) -> Path:
+    path.mkdir()
+    for i in range(2):
+        pic = synthetic_picture(10 + i, 64 + 16 * i)
+        Image.fromarray(pic).save(path / f"pic{i}.png")
+    return path
+
+
+def test_paragon_release_writes_a_shippable_model_and_its_card(x2_run, tmp_path):
+    val = _val_folder(tmp_path / "val")
+    out = tmp_path / "models"
+    result = subprocess.run(
+        [sys.executable, "-m", "vsparagon.cli.main", "release", str(x2_run), "--out", str(out), "--val", str(val)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    stem = "paragonsr_tiny_x2"
+    for suffix in (".safetensors", ".onnx", "_fp16.onnx", ".md", "_curves.png", ".quality.json"):
+        assert (out / f"{stem}{suffix}").is_file(), suffix
+    assert f"step 4: wrote {out / stem}.safetensors" in result.stdout
+
+    # the release is the EMA of the newest state, fused; the ONNX runs it
+    ema = models.create("tiny", 2)
+    ema.load_state_dict(load_state(list_states(x2_run / "checkpoints")[-1][1]).modules["ema"])
+    fused = models.load(out / f"{stem}.safetensors")
+    assert models.is_fused(fused)
+    x = torch.rand(1, 3, 12, 16)
+    with torch.no_grad():
+        want = ema.eval()(x).numpy()
+    session = ort.InferenceSession(str(out / f"{stem}.onnx"), providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(None, {"input": x.numpy()})[0] - want).max() < 1e-4
+    assert source.open_model(out / f"{stem}_fp16.onnx").precision == "fp16"
+
+    # the card's table is paragon eval's, and the history is in it
+    quality = json.loads((out / f"{stem}.quality.json").read_text())
+    assert quality["step"] == 4
+    (scores,) = quality["quality"].values()
+    card = (out / f"{stem}.md").read_text()
+    assert f"{scores['model_psnr']:.3f} / {scores['model_ssim']:.4f}" in card
+    assert f"{scores['bicubic_psnr']:.3f} / {scores['bicubic_ssim']:.4f}" in card
+    assert "| 0 -> 2 |" in card
+    assert "| 2 -> 4 |" in card
+    assert "(4 of 4 planned steps" in card
+    assert stat_mode(out / f"{stem}.onnx") == 0o644
+
+
+def stat_mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_release_of_a_folder_without_states_is_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "vsparagon.cli.main", "release", str(tmp_path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "no training checkpoint (state_*.safetensors)" in lines[0]
