@@ -59,6 +59,16 @@ def test_cli_table_and_json(plain_onnx, hr_folder):
     assert set(rows[0]) >= {"model", "bicubic", "lanczos"}
 
 
+def test_lr_codec_compresses_the_input_deterministically(plain_onnx, hr_folder):
+    clean = evaluate(plain_onnx, hr_folder, scale=2, backend="ort-cpu")
+    coded = evaluate(plain_onnx, hr_folder, scale=2, backend="ort-cpu", lr_codec=("h264", 40))
+    again = evaluate(plain_onnx, hr_folder, scale=2, backend="ort-cpu", lr_codec=("h264", 40))
+    for c, k, a in zip(clean, coded, again, strict=True):
+        # H.264 at CRF 40 loses detail: every method scores lower than on the clean LR
+        assert all(k.scores[m][0] < c.scores[m][0] - 0.3 for m in ("model", "bicubic", "lanczos"))
+        assert k.scores == a.scores
+
+
 def test_large_pictures_are_tiled_exactly(tiny_onnx, tmp_path, monkeypatch):
     from vsparagon.train import evaluate as ev
 
@@ -79,6 +89,8 @@ def test_large_pictures_are_tiled_exactly(tiny_onnx, tmp_path, monkeypatch):
         (["missing.onnx", "HR"], "missing.onnx"),
         (["huge", "HR"], "unknown variant 'huge'"),
         (["MODEL", "SMALL"], "too small to evaluate"),
+        (["MODEL", "HR", "--lr-codec", "mp3:9"], "--lr-codec takes h264:CRF or hevc:CRF with CRF 0-51, got 'mp3:9'"),
+        (["MODEL", "HR", "--lr-codec", "h264:99"], "--lr-codec takes h264:CRF"),
     ],
 )
 def test_bad_input_is_one_line(plain_onnx, hr_folder, tmp_path, args, message):

@@ -25,6 +25,11 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--scale", type=int, default=2, help="for a shipped variant: 1-4 (default 2)")
     parser.add_argument("--backend", default="auto", help="runtime backend (default auto)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = all")
+    parser.add_argument(
+        "--lr-codec",
+        metavar="CODEC:CRF",
+        help="also compress each LR picture, e.g. h264:30 or hevc:28, to score models on video-like input",
+    )
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.set_defaults(run=run)
 
@@ -37,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
         raise MissingDependencyError(
             f"paragon eval needs the train extra: pip install 'vsparagon[train]' ({exc})"
         ) from None
-    results = evaluate.evaluate(args.model, args.folder, scale=args.scale, backend=args.backend, threads=args.threads)
+    lr_codec = evaluate.parse_codec(args.lr_codec) if args.lr_codec else None
+    results = evaluate.evaluate(
+        args.model, args.folder, scale=args.scale, backend=args.backend, threads=args.threads, lr_codec=lr_codec
+    )
     if args.json:
         print(json.dumps([{"picture": r.name, "size": r.size, **r.scores} for r in results], indent=2))
     else:

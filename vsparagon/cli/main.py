@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Sequence
 
 from vsparagon import __version__
-from vsparagon.cli import bench_cmd, eval_cmd, export_cmd, info_cmd, release_cmd, train_cmd, upscale_cmd
+from vsparagon.cli import bench_cmd, compare_cmd, eval_cmd, export_cmd, info_cmd, release_cmd, train_cmd, upscale_cmd
 from vsparagon.errors import ParagonError
 
 #: Exit codes: 0 success, 1 unexpected failure, 2 bad input, 130 interrupted.
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_parser(commands)
     eval_cmd.add_parser(commands)
     release_cmd.add_parser(commands)
+    compare_cmd.add_parser(commands)
     return parser
 
 

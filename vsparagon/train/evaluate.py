@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from vsparagon.errors import InputError
 from vsparagon.train.data import IMAGE_EXTS
-from vsparagon.train.degrade import from_uint8, resize
+from vsparagon.train.degrade import codec, from_uint8, resize
 from vsparagon.train.metrics import psnr_y, ssim_y
 
 METHODS = ("model", "bicubic", "lanczos")
@@ -43,8 +43,32 @@ def pictures(folder: Path) -> list[Path]:
     return found
 
 
-def evaluate(model: str, folder: Path, *, scale: int, backend: str = "auto", threads: int = 0) -> list[Score]:
-    """Score ``model`` (a .onnx/.safetensors file or a shipped variant) on every picture in ``folder``."""
+def parse_codec(text: str) -> tuple[str, float]:
+    """``h264:30`` -> ``("h264", 30.0)`` (``--lr-codec``): codec h264 or hevc, CRF 0-51."""
+    name, _, crf = text.partition(":")
+    try:
+        value = float(crf)
+    except ValueError:
+        value = -1.0
+    if name not in ("h264", "hevc") or not 0 <= value <= 51:
+        raise InputError(f"--lr-codec takes h264:CRF or hevc:CRF with CRF 0-51, got {text!r}")
+    return name, value
+
+
+def evaluate(
+    model: str,
+    folder: Path,
+    *,
+    scale: int,
+    backend: str = "auto",
+    threads: int = 0,
+    lr_codec: tuple[str, float] | None = None,
+) -> list[Score]:
+    """Score ``model`` (a .onnx/.safetensors file or a shipped variant) on every picture in ``folder``.
+
+    ``lr_codec`` (e.g. ``("h264", 30)``) also compresses each LR picture with that codec and CRF
+    (libx264/libx265, 4:2:0, as a short clip; deterministic), as video footage would be.
+    """
     from PIL import Image, ImageOps
 
     from vsparagon.runtime import source as sources
@@ -69,6 +93,9 @@ def evaluate(model: str, folder: Path, *, scale: int, backend: str = "auto", thr
         hr = from_uint8(pic[:h, :w])
         lr = resize(hr, (h // s, w // s), "bicubic")
         lr_u8 = (lr * 255).round() / 255  # the model sees what an 8-bit LR file would hold
+        if lr_codec is not None:
+            lr_u8 = codec(lr_u8, lr_codec[0], lr_codec[1], preset="medium", frames=3, rng=np.random.default_rng(0))
+            lr_u8 = (lr_u8.clamp(0, 1) * 255).round() / 255
         x = lr_u8.numpy()[None]  # (1, 3, h/s, w/s)
         if lr.shape[1] * lr.shape[2] <= WHOLE_LIMIT:
             sr = session.run(x)[0]
