@@ -186,3 +186,20 @@ def test_bad_input_tensors_are_rejected(x, message):
     model = models.create("tiny").eval()
     with pytest.raises(InputError, match=message):
         model(x)
+
+
+def test_a_fused_model_loads_back_into_the_training_form():
+    # Training resumes from a shipped (fused) model: same outputs, trainable branches again.
+    from vsparagon.models.fusion import load_fused_state
+
+    source = models.create("tiny", 2)
+    randomize_(source, seed=3)
+    fused = models.fuse(source)
+    trainable = models.create("tiny", 2)
+    load_fused_state(trainable, fused.state_dict())
+    x = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(trainable.train()(x), fused(x), atol=1e-4)
+        assert torch.allclose(models.fuse(trainable)(x), fused(x), atol=1e-4)
+    with pytest.raises(KeyError):
+        load_fused_state(models.create("tiny", 2), {})

@@ -119,3 +119,21 @@ def test_fusing_twice_is_a_no_op():
 def test_invalid_block_configs_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RepConv2d(**kwargs)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_loading_a_fused_kernel_gives_back_the_same_conv(name, rng):
+    # load_fused is fuse run backwards: the training form computes the given conv, and
+    # every extra branch (still trainable) starts at zero.
+    source = _randomized(CASES[name], seed=1)
+    fused = source.fuse()
+    block = _randomized(CASES[name], seed=2).train()
+    block.load_fused(fused.weight.detach(), fused.bias.detach())
+    x = torch.randn(2, block.in_channels, 9, 13, generator=rng)
+    with torch.no_grad():
+        assert torch.allclose(block(x), fused(x), atol=1e-5)
+    block.zero_grad()
+    block(x).square().mean().backward()
+    assert all(conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0 for conv in block.aux)
+    with pytest.raises(ValueError, match="does not fit"):
+        block.load_fused(fused.weight[:1].detach(), fused.bias[:1].detach())

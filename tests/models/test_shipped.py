@@ -53,7 +53,7 @@ def test_each_model_has_weights_fp16_and_a_card_that_matches_its_files(stem):
     descriptor = source.open_model(onnx32).descriptor
     variant, scale = stem.removeprefix("paragonsr_").rsplit("_x", 1)
     assert descriptor.scale == int(scale)
-    assert descriptor.variant == variant.split("_")[0]
+    assert descriptor.variant.removeprefix("paragonsr_") == variant.split("_")[0]
     assert descriptor.fused
     assert source.open_model(onnx16).precision == "fp16"
     assert checkpoint.read_descriptor(weights).fused

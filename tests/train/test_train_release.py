@@ -121,3 +121,18 @@ def test_release_of_a_folder_without_states_is_one_clear_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "no training checkpoint (state_*.safetensors)" in lines[0]
+
+
+def test_a_run_starts_from_a_fused_model_file(x2_run):
+    # A shipped model (fused safetensors) is a valid model.init: the training form computes
+    # what it did, so a x4 run starts from the shipped x2 body and a video run from the fidelity model.
+    (fused_path,) = list(x2_run.glob("*.safetensors"))
+    fused = models.checkpoint.load(fused_path)
+    x2 = models.create("tiny", 2)
+    assert load_initial(x2, fused_path, strict=True) == []
+    x = torch.rand(1, 3, 16, 12, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(x2.train()(x), fused(x), atol=1e-4)
+    fresh = load_initial(models.create("tiny", 4), fused_path, strict=False)
+    assert fresh
+    assert all(name.startswith("upsample.0.") for name in fresh)

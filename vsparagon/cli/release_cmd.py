@@ -29,6 +29,12 @@ def add_parser(commands: Any) -> None:
         action="append",
         help="HR picture folder for the quality table (repeatable; default: the run's validation folders)",
     )
+    parser.add_argument(
+        "--lr-codec",
+        action="append",
+        metavar="CODEC:CRF",
+        help="also score with compressed LR, e.g. h264:30 (repeatable; see paragon eval)",
+    )
     parser.add_argument("--notes", type=Path, help="a Markdown file appended to the card as its Notes section")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for the evaluation; 0 = all")
     parser.set_defaults(run=run)
@@ -43,7 +49,12 @@ def run(args: argparse.Namespace) -> int:
             f"paragon release needs the train extra: pip install 'vsparagon[train]' ({exc})"
         ) from None
     notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
-    done = release_run(args.source, args.out, name=args.name, val=args.val, notes=notes, threads=args.threads)
+    from vsparagon.train.evaluate import parse_codec
+
+    codecs = [parse_codec(c) for c in args.lr_codec or []]
+    done = release_run(
+        args.source, args.out, name=args.name, val=args.val, notes=notes, threads=args.threads, lr_codecs=codecs
+    )
     for folder, q in done.quality.items():
         print(
             f"{folder}: model {q['model_psnr']:.3f} dB, bicubic {q['bicubic_psnr']:.3f} dB, "

@@ -41,7 +41,7 @@ def read_frames(clip: Path, indices: list[int]) -> list[np.ndarray]:
                     found[i] = frame.to_ndarray(format="rgb24")
                 if len(found) == len(wanted):
                     break
-    except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
+    except av.error.FFmpegError as exc:
         raise InputError(f"{clip}: not a readable video ({exc})") from None
     missing = sorted(wanted - set(found))
     if missing:

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from vsparagon.errors import CheckpointError, ConfigError, ParagonError
 from vsparagon.models import checkpoint as model_files
-from vsparagon.models.fusion import fuse
+from vsparagon.models.fusion import fuse, load_fused_state
 from vsparagon.models.paragonsr.arch import ParagonSR
 from vsparagon.models.registry import create
 from vsparagon.train import losses
@@ -488,13 +488,22 @@ def load_initial(model: nn.Module, path: Path, *, strict: bool, log_main: bool =
 
 
 def initial_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Weights to start from: a training checkpoint's EMA (else its model), or a training-form model file."""
+    """Weights to start from: a training checkpoint's EMA (else its model), or a model file.
+
+    A fused (shipped) model file is turned back into the training form with
+    :func:`load_fused_state`: the same function, with the extra branches starting at zero.
+    """
     if not path.is_file():
         raise ConfigError(f"model.init: {path} not found")
     try:
         state = load_state(path)
     except CheckpointError:
-        return model_files.load(path, fused=False).state_dict()
+        stored = model_files.load(path)
+        if not model_files.read_descriptor(path).fused:
+            return stored.state_dict()
+        trainable = ParagonSR(stored.cfg, variant=stored.variant)
+        load_fused_state(trainable, stored.state_dict())
+        return trainable.state_dict()
     return state.modules.get("ema", state.modules["model"])
 
 

@@ -67,6 +67,7 @@ def release_run(
     val: list[Path] | None = None,
     notes: str = "",
     threads: int = 0,
+    lr_codecs: list[tuple[str, float]] | None = None,
 ) -> Released:
     """Release the newest state of ``source`` into ``out`` (see the module docstring).
 
@@ -77,6 +78,8 @@ def release_run(
         val: folders of HR pictures for the quality table; default the run's validation sources.
         notes: Markdown appended to the card (e.g. what a quality bar still needs).
         threads: CPU threads for the evaluation (0 = all).
+        lr_codecs: also score with each LR compressed by these codecs, e.g. ``[("h264", 30)]``
+            (``paragon eval --lr-codec``): the table that matters for a video model.
     """
     from vsparagon.export.onnx import export_onnx
 
@@ -99,13 +102,17 @@ def release_run(
     folders = val if val is not None else [Path(s.path) for s in cfg.data.val if s.kind == "images"]
     tables, quality = [], {}
     for folder in folders:
-        results = evaluate.evaluate(str(onnx_path), folder, scale=cfg.model.scale, threads=threads)
-        tables.append((folder, evaluate.table(results)))
-        quality[_shown(folder)] = {
-            f"{m}_{k}": float(np.mean([r.scores[m][i] for r in results]))
-            for m in evaluate.METHODS
-            for i, k in enumerate(("psnr", "ssim"))
-        }
+        for lr_codec in [None, *(lr_codecs or [])]:
+            results = evaluate.evaluate(
+                str(onnx_path), folder, scale=cfg.model.scale, threads=threads, lr_codec=lr_codec
+            )
+            suffix = f" --lr-codec {lr_codec[0]}:{lr_codec[1]:g}" if lr_codec else ""
+            tables.append((folder, suffix, evaluate.table(results)))
+            quality[_shown(folder) + suffix] = {
+                f"{m}_{k}": float(np.mean([r.scores[m][i] for r in results]))
+                for m in evaluate.METHODS
+                for i, k in enumerate(("psnr", "ssim"))
+            }
 
     curves = None
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
@@ -201,7 +208,7 @@ def model_card(
     step: int,
     extra: dict[str, Any],
     files: list[tuple[Path, str]],
-    tables: list[tuple[Path, str]],
+    tables: list[tuple[Path, str, str]],
     curves: Path | None,
     notes: str,
     *,
@@ -210,6 +217,9 @@ def model_card(
     """The Markdown model card."""
     d, o, lo = cfg.data, cfg.optim, cfg.loss
     history, seconds = _history(extra, step)
+    # paragonsr_<key>_x<scale> is what core.paragon.Upscale(variant=<key>) finds
+    key, _, tail = stem.removeprefix("paragonsr_").rpartition("_x")
+    shipped_name = stem.startswith("paragonsr_") and tail == str(cfg.model.scale) and bool(key)
     lines = [
         f"# {stem}",
         "",
@@ -217,9 +227,9 @@ def model_card(
         f"({step} of {cfg.train.iters} planned steps; released from `{source_state}` with `paragon release`).",
         "",
         "```python",
-        f'clip = core.paragon.Upscale(clip, variant="{cfg.model.variant}", scale={cfg.model.scale})'
-        if not stem.endswith(("_video", "-video"))
-        else f'clip = core.paragon.Upscale(clip, model="models/{stem}.onnx", scale={cfg.model.scale})',
+        f'clip = core.paragon.Upscale(clip, variant="{key}", scale={cfg.model.scale})'
+        if shipped_name
+        else f'clip = core.paragon.Upscale(clip, model="{stem}.onnx", scale={cfg.model.scale})',
         "```",
         "",
         "## Files",
@@ -229,10 +239,11 @@ def model_card(
     ]
     lines += [f"| `{p.name}` | {p.stat().st_size:,} B | `{_sha256(p)[:16]}...` | {note} |" for p, note in files]
     lines += ["", "## Quality", ""]
-    for folder, text in tables:
+    for folder, suffix, text in tables:
+        what = "bicubic downscale" + (f", then {suffix.split()[-1]} compression" if suffix else "")
         lines += [
-            f"`paragon eval models/{stem}.onnx {_shown(folder)} --scale {cfg.model.scale}` "
-            "(LR = bicubic downscale, Y PSNR / SSIM, border = scale):",
+            f"`paragon eval models/{stem}.onnx {_shown(folder)} --scale {cfg.model.scale}{suffix}` "
+            f"(LR = {what}; Y PSNR / SSIM, border = scale):",
             "",
             "```",
             text,

@@ -171,6 +171,34 @@ class RepConv2d(nn.Module):
         return conv.bias
 
     @torch.no_grad()
+    def load_fused(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Set the branches so that they compute the given single conv (the inverse of :meth:`fuse`).
+
+        The main branch takes the kernel (less the identity), every other branch starts at
+        zero and the layer scale at 1, so ``fused_kernel()`` returns ``(weight, bias)`` again
+        and training can go on from a fused (shipped) model. The extra branches learn from
+        there: a zero conv still gets gradients.
+        """
+        expected = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        if tuple(weight.shape) != expected or tuple(bias.shape) != (self.out_channels,):
+            raise ValueError(f"a fused kernel of shape {tuple(weight.shape)} does not fit {expected}")
+        main = weight.double().clone()
+        if self.has_identity:
+            per_group = self.in_channels // self.groups
+            index = torch.arange(self.out_channels, device=main.device)
+            main[index, index % per_group, self.kernel_size[0] // 2, self.kernel_size[1] // 2] -= 1.0
+        self.main.weight.copy_(main.to(self.main.weight.dtype))
+        assert self.main.bias is not None  # every branch conv but expand_in has a bias
+        self.main.bias.copy_(bias)
+        for conv in [*self.aux, *([self.expand_out] if self.expand_out is not None else [])]:
+            nn.init.zeros_(conv.weight)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+        if self.layer_scale is not None:
+            self.layer_scale.fill_(1.0)
+        self._cache, self._cache_key = None, None
+
+    @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
         """Return the plain ``nn.Conv2d`` that computes exactly what the branches do."""
         weight, bias = self.fused_kernel()
