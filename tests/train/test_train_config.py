@@ -24,6 +24,8 @@ def test_example_configs_load():
         cfg = C.load_config(path)
         assert cfg.model.scale in (2, 4)
         assert all(Path(s.path).is_absolute() or s.kind == "synthetic" for s in cfg.data.train)
+        # a recipe that starts from another model names one that is in the repository
+        assert cfg.model.init is None or Path(cfg.model.init).is_file(), (path.name, cfg.model.init)
 
 
 def _every_dataclass() -> list[type]:

@@ -110,6 +110,27 @@ def stat_mode(path: Path) -> int:
     return path.stat().st_mode & 0o777
 
 
+def test_release_under_a_shipped_name_scores_compressed_input_too(x2_run, tmp_path):
+    # A video model ships as paragonsr_tiny_video_x2 (variant="tiny_video") and its card
+    # carries a second table on H.264-compressed LR pictures.
+    val = _val_folder(tmp_path / "val")
+    out = tmp_path / "models"
+    stem = "paragonsr_tiny_video_x2"
+    command = [sys.executable, "-m", "vsparagon.cli.main", "release", str(x2_run), "--out", str(out)]
+    command += ["--val", str(val), "--name", stem, "--lr-codec", "h264:30"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    quality = json.loads((out / f"{stem}.quality.json").read_text())["quality"]
+    assert sorted(quality) == sorted([str(val), f"{val} --lr-codec h264:30"])
+    plain, compressed = quality[str(val)], quality[f"{val} --lr-codec h264:30"]
+    # the same model and pictures, worse input: every method scores lower
+    assert all(compressed[f"{m}_psnr"] < plain[f"{m}_psnr"] for m in ("model", "bicubic", "lanczos"))
+    card = (out / f"{stem}.md").read_text()
+    assert 'core.paragon.Upscale(clip, variant="tiny_video", scale=2)' in card
+    assert "LR = bicubic downscale, then h264:30 compression" in card
+    assert f"{compressed['model_psnr']:.3f} / " in card
+
+
 def test_release_of_a_folder_without_states_is_one_clear_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "vsparagon.cli.main", "release", str(tmp_path), "--out", str(tmp_path / "o")],
