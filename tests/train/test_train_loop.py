@@ -198,7 +198,8 @@ def write_config(path: Path, extra: dict) -> Path:
     return path
 
 
-def test_ctrl_c_saves_the_current_step(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_or_kill_saves_the_current_step(tmp_path, signum):
     config = write_config(tmp_path / "c.yaml", {"train": {"iters": 100000, "save_every": 0, "log_every": 1}})
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vsparagon.cli.main", "train", str(config), "--out", str(out)]
@@ -207,7 +208,7 @@ def test_ctrl_c_saves_the_current_step(tmp_path):
     while time.time() < deadline and not (out / "log.jsonl").exists():
         time.sleep(0.2)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted: saving step" in err

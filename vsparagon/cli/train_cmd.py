@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
     from vsparagon.train.loop import train
 
     out = args.out or Path("runs") / cfg.run_name
+    # `kill PID` (SIGTERM, what schedulers and shells send to a background job, which starts
+    # with Ctrl-C ignored) saves the current step as Ctrl-C does, instead of losing the work
+    # since the last checkpoint.
+    signal.signal(signal.SIGTERM, _interrupt)
     result = train(cfg, out, resume=args.resume, stop_at=args.stop_at)
     if result.step < cfg.train.iters:
         print(
@@ -81,3 +86,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

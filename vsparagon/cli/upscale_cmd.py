@@ -25,7 +25,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("input", type=Path, help="the video file to upscale")
     parser.add_argument("output", type=Path, help="the file to write (overwritten if it exists)")
-    parser.add_argument("--variant", default="tiny", help="shipped model: tiny, xs, s, m, l, xl (default tiny)")
+    parser.add_argument("--variant", default="tiny", help="shipped model: tiny, xs, tiny_video (default tiny)")
     parser.add_argument("--scale", type=int, default=2, help="upscaling factor 1-4 (default 2)")
     parser.add_argument("--model", help="a .onnx or .safetensors model instead of a shipped variant")
     parser.add_argument("--backend", default="auto", help="auto, ort-cpu, openvino, torch, ... (default auto)")

@@ -61,7 +61,8 @@ def upscale(
     Args:
         clip: any constant-format RGB, YUV or GRAY clip, integer 8-16 bit or float 16/32.
             An attached alpha (``_Alpha`` frame property) is upscaled too.
-        variant: shipped model: ``tiny``, ``xs``, ``s``, ``m``, ``l`` or ``xl``.
+        variant: a shipped model (``tiny``, ``xs``, ``tiny_video``, ...; the error for one that does not
+            ship at ``scale`` lists what does).
         scale: upscaling factor (1-4); the model must have this scale.
         model: a ``.onnx`` or ``.safetensors`` file used instead of a shipped variant.
         backend: ``auto`` (OpenVINO, else ONNX Runtime), ``ort-cpu``, ``openvino``, ``torch``,
