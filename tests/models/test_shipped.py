@@ -117,26 +117,47 @@ def _hr_lr(rgb: np.ndarray, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
     return hr, (lr * 255).round() / 255
 
 
-def test_the_video_model_restores_compressed_input_better_than_the_fidelity_model():
-    # LR frames compressed by H.264 at CRF 32 (blocks, ringing, lost detail): the video model,
-    # trained on such input, must land closer to the HR frame than the fidelity model, which
-    # sharpens the artefacts. (This film is in the video model's training footage, at 720p and
-    # other frames; the model card's table on pictures it never saw is the independent figure.)
+def _local_std_y(rgb: torch.Tensor, k: int = 8) -> torch.Tensor:
+    """Standard deviation of Y (0-255) in each k x k window: (H/k, W/k)."""
+    y = (rgb * torch.tensor([65.481, 128.553, 24.966]).view(3, 1, 1)).sum(0)[None, None]
+    mean, mean_sq = F.avg_pool2d(y, k), F.avg_pool2d(y * y, k)
+    return (mean_sq - mean * mean).clamp(min=0).sqrt()[0, 0]
+
+
+def test_the_video_model_cleans_compressed_input_where_the_fidelity_model_keeps_the_artefacts():
+    # LR frames compressed by H.264 at CRF 32. Where the HR frame is flat, whatever texture an
+    # output has is compression artefact (blocks, ringing, mosquito noise) carried through:
+    # the video model must leave clearly less of it than the fidelity model, and must not get
+    # there by blurring (where the HR frame has detail, it keeps at least bicubic's).
+    # PSNR is not the measure: the video model trades it for that (see its model card).
+    # (This film is in the video model's training footage, at 720p and other frames.)
     from vsparagon.train.degrade import codec
 
     sessions = {
         stem: ort.InferenceSession(str(MODELS / f"{stem}.onnx"), providers=["CPUExecutionProvider"])
         for stem in ("paragonsr_tiny_x2", "paragonsr_tiny_video_x2")
     }
-    psnr: dict[str, list[float]] = {stem: [] for stem in sessions}
+    flat_texture: dict[str, list[float]] = {"paragonsr_tiny_x2": [], "paragonsr_tiny_video_x2": []}
+    detail: dict[str, list[float]] = {"paragonsr_tiny_video_x2": [], "bicubic": []}
     for i, rgb in enumerate(_sample_frames(3)):
         hr, lr = _hr_lr(rgb, 2)
         lr = codec(lr[0], "h264", 32, preset="medium", frames=3, rng=np.random.default_rng(i))
         lr = ((lr.clamp(0, 1) * 255).round() / 255)[None]
+        hr_std = _local_std_y(hr)
+        flat, busy = hr_std < 1.5, hr_std > 8.0
+        assert flat.sum() > 20, "the frame needs flat areas to measure"
+        outputs = {"bicubic": F.interpolate(lr, scale_factor=2, mode="bicubic")[0].clamp(0, 1)}
         for stem, session in sessions.items():
-            sr = torch.from_numpy(session.run(None, {"input": lr.numpy()})[0][0]).clamp(0, 1)
-            psnr[stem].append(_y_psnr(sr, hr, 2))
-    assert np.mean(psnr["paragonsr_tiny_video_x2"]) > np.mean(psnr["paragonsr_tiny_x2"]), psnr
+            outputs[stem] = torch.from_numpy(session.run(None, {"input": lr.numpy()})[0][0]).clamp(0, 1)
+        for name, out in outputs.items():
+            std = _local_std_y(out)
+            if name in flat_texture:
+                flat_texture[name].append(float(std[flat].mean()))
+            if name in detail:
+                detail[name].append(float(std[busy].mean()))
+    video, fidelity = np.mean(flat_texture["paragonsr_tiny_video_x2"]), np.mean(flat_texture["paragonsr_tiny_x2"])
+    assert video < 0.9 * fidelity, flat_texture
+    assert np.mean(detail["paragonsr_tiny_video_x2"]) >= np.mean(detail["bicubic"]), detail
 
 
 def test_variant_tiny_is_the_shipped_x2_and_scale_4_the_x4():

@@ -174,11 +174,19 @@ def _save_proto(proto, path: Path) -> None:  # noqa: ANN001
 
 
 def _parity_error(reference: nn.Module, path: Path, *, fp16: bool) -> float:
-    """Max |ORT - torch fp32| on a fixed odd-sized random input, batch 2."""
+    """Max |ORT - torch fp32| on a fixed odd-sized random picture, batch 2.
+
+    The picture is what SR models are made for: random smooth colours with texture and mild
+    noise. Uniform per-pixel noise is not: trained ParagonSR models amplify such extreme
+    input (their gated FFNs are quadratic), to values where an absolute tolerance says
+    nothing about the export and fp16 overflows.
+    """
     import onnxruntime as ort
 
     generator = torch.Generator().manual_seed(1234)
-    x = torch.rand(2, 3, 37, 45, generator=generator)
+    coarse = torch.rand(2, 3, 10, 12, generator=generator)
+    x = torch.nn.functional.interpolate(coarse, size=(37, 45), mode="bicubic", align_corners=False)
+    x = (x + 0.05 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
     with torch.no_grad():
         expected = reference.eval()(x).numpy()
     options = ort.SessionOptions()

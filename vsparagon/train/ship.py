@@ -272,7 +272,7 @@ def model_card(
         + ".",
         f"- Optimiser: AdamW lr {o.lr:g}, warmup {o.warmup}, cosine to {o.min_lr_ratio:g} x lr over {cfg.train.iters} "
         f"steps, EMA {o.ema:g}, grad clip {o.grad_clip:g}, AMP {o.amp}.",
-        f"- Initial weights: `{cfg.model.init}`." if cfg.model.init else "- Initial weights: fresh.",
+        f"- Initial weights: `{_shown(cfg.model.init)}`." if cfg.model.init else "- Initial weights: fresh.",
         "",
         "| steps | hardware | wall time | finished (UTC) |",
         "|---|---|---|---|",
