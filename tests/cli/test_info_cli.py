@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from helpers import paragon
 
@@ -15,7 +16,10 @@ def test_info_reports_plugin_backends_and_reasons():
     assert "libparagon.so" in text
     assert "ort-cpu: available" in text
     assert "trt: unavailable: backend='trt' (GPU) is not available in this version of vsparagon yet" in text
-    assert "Shipped models:\n  none yet" in text
+    shipped = text.split("Shipped models:\n", 1)[1]
+    for stem in ("paragonsr_tiny_x2", "paragonsr_tiny_x4", "paragonsr_xs_x2", "paragonsr_tiny_video_x2"):
+        assert f"  {stem}: " in shipped
+        assert f"models/{stem}.onnx" in shipped
 
 
 def test_info_json():
@@ -28,5 +32,11 @@ def test_info_json():
     assert report["packages"]["onnxruntime"]
     assert report["backends"]["ort-cpu"] == "available"
     assert report["backends"]["ort-cuda"].startswith("unavailable: ")
-    assert report["shipped_models"] == {}
+    assert sorted(report["shipped_models"]) == [
+        "paragonsr_tiny_video_x2",
+        "paragonsr_tiny_x2",
+        "paragonsr_tiny_x4",
+        "paragonsr_xs_x2",
+    ]
+    assert all(Path(path).is_file() for path in report["shipped_models"].values())
     assert "CPUExecutionProvider" in report["devices"]["onnxruntime providers"]

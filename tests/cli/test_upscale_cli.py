@@ -24,10 +24,10 @@ def cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def whole_sample(tmp_path_factory, tiny_onnx, cache) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """The README's main job: the whole sample clip, x2, into Matroska."""
+def whole_sample(tmp_path_factory, cache) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The README's main job: the whole sample clip, x2 with the shipped tiny model, into Matroska."""
     out = tmp_path_factory.mktemp("whole") / "out.mkv"
-    result = paragon("upscale", SAMPLE, out, "--model", tiny_onnx, "--preset", "veryfast", cache=cache)
+    result = paragon("upscale", SAMPLE, out, "--preset", "veryfast", cache=cache)
     return out, result
 
 

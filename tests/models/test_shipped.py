@@ -62,7 +62,11 @@ def test_each_model_has_weights_fp16_and_a_card_that_matches_its_files(stem):
 @pytest.mark.parametrize("stem", SHIPPED)
 def test_onnx_and_safetensors_are_the_same_model(stem):
     model = checkpoint.load(MODELS / f"{stem}.safetensors").eval()
-    x = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(0))
+    # a picture-like input (smooth colours, texture, mild noise): uniform per-pixel noise makes
+    # some trained models' output blow up (models/README.md), where no tolerance means anything
+    generator = torch.Generator().manual_seed(0)
+    x = F.interpolate(torch.rand(1, 3, 6, 5, generator=generator), size=(24, 20), mode="bicubic")
+    x = (x + 0.05 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
     with torch.no_grad():
         want = model(x).numpy()
     for name, tol in ((f"{stem}.onnx", 1e-4), (f"{stem}_fp16.onnx", 2e-2)):

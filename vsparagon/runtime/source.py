@@ -96,7 +96,7 @@ def _shipped(variant: str, scale: int) -> ModelSource:
     listing = (
         ", ".join(
             f"variant={n.removeprefix('paragonsr_').rsplit('_x', 1)[0]!r} scale={n.rsplit('_x', 1)[1]}"
-            for n in sorted(available)
+            for n in sorted(available, key=_listing_order)
         )
         or "none yet"
     )
@@ -105,6 +105,13 @@ def _shipped(variant: str, scale: int) -> ModelSource:
         "pick one of those, or pass model='path/to/model.onnx' "
         "(e.g. from `paragon export --variant tiny --scale 2 --random-init`)"
     )
+
+
+def _listing_order(name: str) -> tuple[int, str, int]:
+    """The variant table's order (tiny, xs, ...), then other shipped names; scales ascending."""
+    key, _, scale = name.removeprefix("paragonsr_").rpartition("_x")
+    order = VARIANTS.index(key) if key in VARIANTS else len(VARIANTS)
+    return order, key, int(scale)
 
 
 def shipped_models() -> dict[str, Path]:
