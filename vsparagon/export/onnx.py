@@ -173,20 +173,24 @@ def _save_proto(proto, path: Path) -> None:  # noqa: ANN001
         raise ExportError(f"could not write {path}: {exc.strerror or exc}") from exc
 
 
-def _parity_error(reference: nn.Module, path: Path, *, fp16: bool) -> float:
-    """Max |ORT - torch fp32| on a fixed odd-sized random picture, batch 2.
+def picture_like(batch: int, height: int, width: int, *, generator: torch.Generator) -> torch.Tensor:
+    """A random ``(batch, 3, height, width)`` picture in [0, 1]: smooth colours, texture, mild noise.
 
-    The picture is what SR models are made for: random smooth colours with texture and mild
-    noise. Uniform per-pixel noise is not: trained ParagonSR models amplify such extreme
-    input (their gated FFNs are quadratic), to values where an absolute tolerance says
-    nothing about the export and fp16 overflows.
+    That is what SR models are made for, and the input to compare two forms of a model on.
+    Uniform per-pixel noise is not: trained ParagonSR models amplify such extreme input (their
+    gated FFNs are quadratic), to values where an absolute tolerance says nothing about the
+    export and fp16 overflows.
     """
+    coarse = torch.rand(batch, 3, -(-height // 4), -(-width // 4), generator=generator)
+    x = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
+    return (x + 0.05 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+
+
+def _parity_error(reference: nn.Module, path: Path, *, fp16: bool) -> float:
+    """Max |ORT - torch fp32| on a fixed odd-sized :func:`picture_like` input, batch 2."""
     import onnxruntime as ort
 
-    generator = torch.Generator().manual_seed(1234)
-    coarse = torch.rand(2, 3, 10, 12, generator=generator)
-    x = torch.nn.functional.interpolate(coarse, size=(37, 45), mode="bicubic", align_corners=False)
-    x = (x + 0.05 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    x = picture_like(2, 37, 45, generator=torch.Generator().manual_seed(1234))
     with torch.no_grad():
         expected = reference.eval()(x).numpy()
     options = ort.SessionOptions()

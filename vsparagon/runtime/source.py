@@ -80,7 +80,7 @@ def resolve(*, variant: str | None, scale: int, model: str | os.PathLike[str] | 
 def _shipped(variant: str, scale: int) -> ModelSource:
     key = variant.strip().lower().removeprefix("paragonsr_")
     available = shipped_models()
-    keys = sorted({name.removeprefix("paragonsr_").rsplit("_x", 1)[0] for name in available})
+    keys = sorted({_name_parts(name)[0] for name in available})
     if key not in VARIANTS and key not in keys:
         raise ConfigError(
             f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}"
@@ -95,8 +95,7 @@ def _shipped(variant: str, scale: int) -> ModelSource:
         return open_model(available[name])
     listing = (
         ", ".join(
-            f"variant={n.removeprefix('paragonsr_').rsplit('_x', 1)[0]!r} scale={n.rsplit('_x', 1)[1]}"
-            for n in sorted(available, key=_listing_order)
+            f"variant={key!r} scale={scale}" for key, scale in sorted(map(_name_parts, available), key=_listing_order)
         )
         or "none yet"
     )
@@ -107,11 +106,16 @@ def _shipped(variant: str, scale: int) -> ModelSource:
     )
 
 
-def _listing_order(name: str) -> tuple[int, str, int]:
-    """The variant table's order (tiny, xs, ...), then other shipped names; scales ascending."""
+def _name_parts(name: str) -> tuple[str, int]:
+    """``paragonsr_tiny_video_x2`` -> ``("tiny_video", 2)``: the variant key and the scale."""
     key, _, scale = name.removeprefix("paragonsr_").rpartition("_x")
-    order = VARIANTS.index(key) if key in VARIANTS else len(VARIANTS)
-    return order, key, int(scale)
+    return key, int(scale)
+
+
+def _listing_order(parts: tuple[str, int]) -> tuple[int, str, int]:
+    """The variant table's order (tiny, xs, ...), then other shipped names; scales ascending."""
+    key, scale = parts
+    return (VARIANTS.index(key) if key in VARIANTS else len(VARIANTS)), key, scale
 
 
 def shipped_models() -> dict[str, Path]:

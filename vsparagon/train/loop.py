@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from vsparagon.errors import CheckpointError, ConfigError, ParagonError
 from vsparagon.models import checkpoint as model_files
-from vsparagon.models.fusion import fuse, load_fused_state
+from vsparagon.models.fusion import fuse, is_fused, load_fused_state
 from vsparagon.models.paragonsr.arch import ParagonSR
 from vsparagon.models.registry import create
 from vsparagon.train import losses
@@ -499,7 +499,7 @@ def initial_weights(path: Path) -> dict[str, torch.Tensor]:
         state = load_state(path)
     except CheckpointError:
         stored = model_files.load(path)
-        if not model_files.read_descriptor(path).fused:
+        if not is_fused(stored):
             return stored.state_dict()
         trainable = ParagonSR(stored.cfg, variant=stored.variant)
         load_fused_state(trainable, stored.state_dict())

@@ -153,16 +153,19 @@ class RepConv2d(nn.Module):
             weight = weight + torch.einsum("omhw,mi->oihw", w2, w1)
             bias = bias + self._bias(self.expand_out).double()
         if self.has_identity:
-            per_group = self.in_channels // self.groups
-            eye = torch.zeros_like(weight)
-            index = torch.arange(self.out_channels, device=weight.device)
-            eye[index, index % per_group, size[0] // 2, size[1] // 2] = 1.0
-            weight = weight + eye
+            weight = weight + self._identity_kernel(weight)
         if self.layer_scale is not None:
             scale = self.layer_scale.double()
             weight = weight * scale.view(-1, 1, 1, 1)
             bias = bias * scale
         return weight.to(dtype), bias.to(dtype)
+
+    def _identity_kernel(self, like: torch.Tensor) -> torch.Tensor:
+        """The kernel of the identity branch: 1 at the centre tap of each channel's own input."""
+        eye = torch.zeros_like(like)
+        index = torch.arange(self.out_channels, device=like.device)
+        eye[index, index % (self.in_channels // self.groups), self.kernel_size[0] // 2, self.kernel_size[1] // 2] = 1.0
+        return eye
 
     @staticmethod
     def _bias(conv: nn.Conv2d) -> torch.Tensor:
@@ -182,11 +185,9 @@ class RepConv2d(nn.Module):
         expected = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         if tuple(weight.shape) != expected or tuple(bias.shape) != (self.out_channels,):
             raise ValueError(f"a fused kernel of shape {tuple(weight.shape)} does not fit {expected}")
-        main = weight.double().clone()
+        main = weight.double()
         if self.has_identity:
-            per_group = self.in_channels // self.groups
-            index = torch.arange(self.out_channels, device=main.device)
-            main[index, index % per_group, self.kernel_size[0] // 2, self.kernel_size[1] // 2] -= 1.0
+            main = main - self._identity_kernel(main)
         self.main.weight.copy_(main.to(self.main.weight.dtype))
         assert self.main.bias is not None  # every branch conv but expand_in has a bias
         self.main.bias.copy_(bias)
