@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import onnx
@@ -12,6 +14,9 @@ from onnx import TensorProto, helper
 
 import vsparagon.plugin  # noqa: F401  (first: loads OpenVINO before any VapourSynth core exists)
 from vsparagon import models
+
+# Converted and rewritten graphs go to a folder of this run, not the user's ~/.cache (tests may set their own).
+os.environ.setdefault("VSPARAGON_CACHE", tempfile.mkdtemp(prefix="vsparagon-tests-cache-"))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -79,6 +80,44 @@ def onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
         return source.path, source.precision == "fp16"
     precision = "fp16" if fp16 else "fp32"
     return _cached(source, precision, lambda dst: _export_checkpoint(source.path, dst, fp16=fp16)), fp16
+
+
+def cpu_onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
+    """:func:`onnx_file`, then the graph rewritten for CPU runtimes (:mod:`vsparagon.runtime.graph_rewrite`).
+
+    The rewritten graph computes the same values; it is cached beside the other
+    conversions. A graph no rewrite applies to, ``VSPARAGON_GRAPH_REWRITE=0``, a
+    missing ``onnx`` package or an unwritable cache: the graph as given.
+    """
+    from vsparagon.runtime import graph_rewrite
+
+    path, fp16_io = onnx_file(source, fp16=fp16)
+    if not graph_rewrite.rewrite_enabled():
+        return path, fp16_io
+    try:
+        import onnx
+    except ImportError:
+        return path, fp16_io
+    tag = f"{'fp16' if fp16_io else 'fp32'}-cpu{graph_rewrite.REWRITE_VERSION}"
+    target = cache_dir() / "onnx" / f"{source.path.stem}-{source.identity}-{tag}.onnx"
+    if target.exists():
+        return target, fp16_io
+    try:
+        rewritten, report = graph_rewrite.rewrite_for_cpu(onnx.load(str(path)))
+    except Exception as exc:  # a graph the rewrite cannot read is still a graph the runtime may run
+        print(f"vsparagon: running {path.name} as given (graph rewrite failed: {exc})", file=sys.stderr)
+        return path, fp16_io
+    if not report.changed:
+        return path, fp16_io
+    try:
+        from vsparagon._files import atomic_write
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, lambda tmp: onnx.save_model(rewritten, str(tmp)))
+    except OSError as exc:
+        print(f"vsparagon: running {path.name} as given (cannot cache its CPU graph: {exc})", file=sys.stderr)
+        return path, fp16_io
+    return target, fp16_io
 
 
 def cache_dir() -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from vsparagon.errors import MissingDependencyError
-from vsparagon.runtime.backends.base import Backend, BackendError, Session, onnx_file
+from vsparagon.runtime.backends.base import Backend, BackendError, Session, cpu_onnx_file
 from vsparagon.runtime.source import ModelSource
 
 
@@ -72,7 +72,7 @@ class OpenVino(Backend):
 
     def open(self, source: ModelSource) -> Session:
         ov = import_openvino()
-        path, fp16_io = onnx_file(source, fp16=False)
+        path, fp16_io = cpu_onnx_file(source, fp16=False)
         core = ov.Core()
         try:
             model = core.read_model(str(path))

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from vsparagon.runtime.backends.base import Backend, BackendError, Session, onnx_file
+from vsparagon.runtime.backends.base import Backend, BackendError, Session, cpu_onnx_file
 from vsparagon.runtime.source import ModelSource, ort_reason
 
 
@@ -35,7 +35,7 @@ class OrtCpu(Backend):
     def open(self, source: ModelSource) -> Session:
         import onnxruntime as ort
 
-        path, fp16 = onnx_file(source, fp16=self.fp16)
+        path, fp16 = cpu_onnx_file(source, fp16=self.fp16)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads

@@ -1,0 +1,250 @@
+"""The CPU graph rewrite: same values as the graph as given, every ParagonSR split gone, others left alone.
+
+Equality is checked by running both graphs in real ONNX Runtime sessions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from vsparagon.export.onnx import picture_like
+from vsparagon.runtime.backends.base import cpu_onnx_file
+from vsparagon.runtime.graph_rewrite import merge_depthwise_branches, rewrite_for_cpu, split_convs
+from vsparagon.runtime.source import resolve
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def ops(model: onnx.ModelProto) -> list[str]:
+    return [n.op_type for n in model.graph.node]
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 37, 53), (2, 3, 16, 24), (1, 3, 1, 1)])
+def test_rewritten_tiny_computes_the_same(tiny_onnx, shape):
+    given = onnx.load(tiny_onnx)
+    rewritten, report = rewrite_for_cpu(given)
+    onnx.checker.check_model(rewritten, full_check=True)
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    want = run(given, x)
+    got = run(rewritten, x)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() < 1e-5
+    # tiny is 3 groups of 3 blocks, each with one context split and one FFN split
+    assert (report.split_convs, report.merged_branches) == (9, 9)
+    assert "Split" not in ops(rewritten)
+    assert "Split" in ops(given)
+
+
+@pytest.mark.parametrize("name", ["paragonsr_xs_x2.onnx", "paragonsr_tiny_x4.onnx", "paragonsr_tiny_x2_fp16.onnx"])
+def test_rewritten_shipped_models_compute_the_same(name):
+    given = onnx.load(str(REPO / "models" / name))
+    rewritten, report = rewrite_for_cpu(given)
+    assert report.changed
+    assert "Split" not in ops(rewritten)
+    half = "fp16" in name
+    # trained models amplify per-pixel noise without bound (models/README.md): compare on a picture
+    picture = picture_like(1, 24, 40, generator=torch.Generator().manual_seed(1)).numpy()
+    x = picture.astype(np.float16 if half else np.float32)
+    want, got = run(given, x).astype(np.float32), run(rewritten, x).astype(np.float32)
+    assert np.abs(got - want).max() < (4e-3 if half else 1e-5)
+    # the original is untouched (the rewrite returns a new graph)
+    assert "Split" in ops(given)
+
+
+def test_unused_split_sizes_are_dropped(tiny_onnx):
+    rewritten, _ = rewrite_for_cpu(onnx.load(tiny_onnx))
+    used = {name for node in rewritten.graph.node for name in node.input}
+    assert all(t.name in used for t in rewritten.graph.initializer)
+    assert all(n.output[0] in used for n in rewritten.graph.node if n.op_type == "Constant")
+
+
+# ------------------------------------------------------------ small graphs, one pattern each
+
+
+def _tensor(name: str, value: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(value.astype(np.float32), name)
+
+
+def branch_graph(
+    *,
+    sizes=(2, 2, 4),
+    kernels=((3, 3), (1, 5)),
+    strides=(1, 1),
+    pads=None,
+    concat_order=None,
+    axis=1,
+    opset=17,
+    extra_output=None,
+    group=None,
+) -> onnx.ModelProto:
+    """x -> Split(sizes) -> [identity, depthwise conv per kernel...] -> Concat -> y."""
+    rng = np.random.default_rng(2)
+    channels = sum(sizes)
+    parts = [f"p{i}" for i in range(len(sizes))]
+    nodes, inits = [], []
+    if opset >= 13:
+        inits.append(numpy_helper.from_array(np.array(sizes, np.int64), "sizes"))
+        nodes.append(helper.make_node("Split", ["x", "sizes"], parts, axis=axis))
+    else:
+        nodes.append(helper.make_node("Split", ["x"], parts, axis=axis, split=list(sizes)))
+    joined = [parts[0]]
+    for i, (kh, kw) in enumerate(kernels, start=1):
+        c = sizes[i]
+        inits += [_tensor(f"w{i}", rng.normal(size=(c, 1, kh, kw))), _tensor(f"b{i}", rng.normal(size=c))]
+        pad = pads if pads is not None else [kh // 2, kw // 2, kh // 2, kw // 2]
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [parts[i], f"w{i}", f"b{i}"],
+                [f"c{i}"],
+                group=group or c,
+                kernel_shape=[kh, kw],
+                pads=pad,
+                strides=list(strides),
+            )
+        )
+        joined.append(f"c{i}")
+    if concat_order:
+        joined = [joined[i] for i in concat_order]
+    nodes.append(helper.make_node("Concat", joined, ["y"], axis=1))
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if extra_output:
+        outputs.append(helper.make_tensor_value_info(extra_output, TensorProto.FLOAT, None))
+    graph = helper.make_graph(
+        nodes, "branches", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 9, 11])], outputs, inits
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("opset", [11, 17])
+def test_depthwise_branches_merge_exactly(opset):
+    given = branch_graph(opset=opset)
+    rewritten, count = merge_depthwise_branches(given)
+    assert count == 1
+    assert ops(rewritten) == ["Conv", "Conv", "Add"]
+    x = np.random.default_rng(3).normal(size=(1, 8, 9, 11)).astype(np.float32)
+    assert np.abs(run(rewritten, x) - run(given, x)).max() < 1e-5
+
+
+def test_shared_kernel_shapes_share_one_conv():
+    given = branch_graph(sizes=(2, 2, 2, 2), kernels=((3, 3), (3, 3), (3, 3)))
+    rewritten, count = merge_depthwise_branches(given)
+    assert count == 1
+    assert ops(rewritten) == ["Conv"]
+    x = np.random.default_rng(4).normal(size=(1, 8, 9, 11)).astype(np.float32)
+    assert np.abs(run(rewritten, x) - run(given, x)).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"strides": (2, 2)},
+        {"kernels": ((3, 3), (2, 2)), "pads": [1, 1, 0, 0]},
+        {"pads": [0, 0, 0, 0]},
+        {"concat_order": [1, 0, 2]},
+        {"axis": 2},
+        {"extra_output": "c1"},
+        {"group": 1, "sizes": (2, 2, 4), "kernels": ((3, 3),)},
+    ],
+    ids=["strided", "even-kernel", "valid-padding", "reordered", "not-channels", "branch-is-output", "not-depthwise"],
+)
+def test_graphs_outside_the_pattern_are_left_alone(change):
+    given = branch_graph(**change)
+    rewritten, count = merge_depthwise_branches(given)
+    assert count == 0
+    assert rewritten is given
+
+
+def conv_split_graph(*, group=1, reread=False, dynamic_sizes=False) -> onnx.ModelProto:
+    """x -> Conv(8 -> 6) -> Split([2, 4]) -> two outputs."""
+    rng = np.random.default_rng(5)
+    inits = [_tensor("w", rng.normal(size=(6, 8 // group, 3, 3))), _tensor("b", rng.normal(size=6))]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], group=group, kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 7, 5])]
+    if dynamic_sizes:
+        inputs.append(helper.make_tensor_value_info("sizes", TensorProto.INT64, [2]))
+    else:
+        inits.append(numpy_helper.from_array(np.array([2, 4], np.int64), "sizes"))
+    nodes.append(helper.make_node("Split", ["c", "sizes"], ["s0", "s1"], axis=1))
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("s0", "s1")]
+    if reread:
+        nodes.append(helper.make_node("Relu", ["c"], ["r"]))
+        outputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "conv_split", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_split_conv_becomes_one_conv_per_part():
+    given = conv_split_graph()
+    rewritten, count = split_convs(given)
+    assert count == 1
+    assert ops(rewritten) == ["Conv", "Conv"]
+    x = np.random.default_rng(6).normal(size=(1, 8, 7, 5)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    a = ort.InferenceSession(given.SerializeToString(), options).run(None, {"x": x})
+    b = ort.InferenceSession(rewritten.SerializeToString(), options).run(None, {"x": x})
+    for want, got in zip(a, b, strict=True):
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() < 1e-5
+
+
+@pytest.mark.parametrize("change", [{"group": 2}, {"reread": True}, {"dynamic_sizes": True}])
+def test_conv_splits_outside_the_pattern_are_left_alone(change):
+    given = conv_split_graph(**change)
+    rewritten, count = split_convs(given)
+    assert count == 0
+    assert rewritten is given
+
+
+# ------------------------------------------------------------ what the CPU backends load
+
+
+def test_cpu_backends_load_a_cached_rewrite(tiny_onnx, tmp_path, monkeypatch):
+    monkeypatch.setenv("VSPARAGON_CACHE", str(tmp_path))
+    source = resolve(variant="tiny", scale=2, model=tiny_onnx)
+    path, fp16 = cpu_onnx_file(source, fp16=False)
+    assert not fp16
+    assert path.parent == tmp_path / "onnx"
+    assert path.name.endswith("-fp32-cpu1.onnx")
+    assert "Split" not in ops(onnx.load(str(path)))
+    stamp = path.stat().st_mtime_ns
+    again, _ = cpu_onnx_file(source, fp16=False)
+    assert again == path
+    assert path.stat().st_mtime_ns == stamp
+
+
+def test_the_rewrite_can_be_turned_off(tiny_onnx, tmp_path, monkeypatch):
+    monkeypatch.setenv("VSPARAGON_CACHE", str(tmp_path))
+    monkeypatch.setenv("VSPARAGON_GRAPH_REWRITE", "0")
+    source = resolve(variant="tiny", scale=2, model=tiny_onnx)
+    assert cpu_onnx_file(source, fp16=False)[0] == Path(tiny_onnx)
+
+
+def test_an_unwritable_cache_runs_the_graph_as_given(tiny_onnx, tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("VSPARAGON_CACHE", str(blocker))
+    source = resolve(variant="tiny", scale=2, model=tiny_onnx)
+    assert cpu_onnx_file(source, fp16=False)[0] == Path(tiny_onnx)
+    err = capsys.readouterr().err
+    assert "running tiny_x2.onnx as given" in err
+    assert "cannot cache" in err
