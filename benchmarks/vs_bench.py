@@ -3,21 +3,26 @@
 Measures, in one process (peak memory in a child process, so its number is clean):
 
 1. Frames per second through VapourSynth (``clip.frames()``, which keeps
-   ``core.num_threads`` frames in flight, like vspipe) of four filters on the same
+   ``core.num_threads`` frames in flight, like vspipe) of these filters on the same
    640x480 RGBS clip (x2 -> 1280x960): vsparagon ``backend="ort-cpu"`` and
-   ``backend="openvino"``, and vs-mlrt's ``core.ort.Model(provider="CPU")`` and
+   ``backend="openvino"`` as a user gets them (the CPU graph rewrite and
+   ``auto_streams`` frames at once), vsparagon ort-cpu on the graph as given
+   (rewrite off), vs-mlrt's ``core.ort.Model(provider="CPU")`` and
    ``core.ov.Model(device="CPU")`` configured as vsmlrt.py's ``Backend.OV_CPU``
-   does (one stream, pinned threads, f32). Each filter renders one warm-up frame,
+   does (one stream, pinned threads, f32), and vs-mlrt ort on our rewritten graph
+   (what the rewrite alone would give it). Each filter renders core.num_threads warm-up frames,
    then ``--frames`` timed frames; ``--rounds`` rounds alternate the order
    (forward, then backward) so machine noise hits every filter alike, and the best
    round is reported. Each round renders new frame numbers (no cache hits).
 2. A bare inference loop on the same 1x3x480x640 float32 input with onnxruntime
-   and OpenVINO called directly, with the settings vsparagon's backends use, timed
-   in the same rounds. Plugin overhead = (bare fps - plugin fps) / bare fps.
-3. Peak resident memory (VmHWM of a child process) for one 3840x2160 frame
-   with ``tile=0`` (the automatic tile plan), and its time. vs-mlrt runs the whole
-   frame untiled: ``mlrt-ov`` fits, ``mlrt-ort`` took over 19 GB and was killed by
-   the OOM killer on a 23 GB machine, so neither is measured unless asked.
+   and OpenVINO called directly, on the graph, settings and number of concurrent
+   runs vsparagon's backends use, timed in the same rounds. Plugin overhead =
+   (bare fps - plugin fps) / bare fps.
+3. Peak resident memory (VmHWM of a child process) while ``core.num_threads``
+   3840x2160 frames render at once with ``tile=0`` (the automatic tile plan), and
+   the time. vs-mlrt runs the whole frame untiled: ``mlrt-ov`` fits, ``mlrt-ort``
+   took over 19 GB and was killed by the OOM killer on a 23 GB machine, so
+   neither is measured unless asked.
 4. That every filter computes the same thing: max |difference| of frame 0 against
    vs-mlrt ort (same ONNX, fp32, so ~1e-6; a benchmark of different work is void).
 
@@ -50,6 +55,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,9 +65,21 @@ import onnxruntime as ort
 import openvino as ov
 import vapoursynth as vs
 
-from vsparagon.bench.contenders import Builder, mlrt_ort, mlrt_ov, noise_clip, ours, planes
+from vsparagon.bench.contenders import (
+    Builder,
+    mlrt_ort,
+    mlrt_ort_rewritten,
+    mlrt_ov,
+    noise_clip,
+    ours,
+    ours_as_given,
+    planes,
+    rewritten,
+)
 from vsparagon.bench.measure import reset_peak, resident_mib, timed, wait_quiet
 from vsparagon.plugin import upscale
+from vsparagon.plugin.upscale import auto_streams
+from vsparagon.runtime.backends.base import stream_threads
 
 core = vs.core
 
@@ -82,8 +100,10 @@ FILTERS: dict[str, tuple[str, Builder, str]] = {
     # name: (memory key, builder, plugin namespace needed or "")
     "paragon ort-cpu": ("ours-ort-cpu", ours("ort-cpu"), ""),
     "paragon openvino": ("ours-openvino", ours("openvino"), ""),
+    "paragon ort, as given": ("ours-ort-cpu-as-given", ours_as_given("ort-cpu"), ""),
     "vs-mlrt ort": ("mlrt-ort", mlrt_ort, "ort"),
     "vs-mlrt ov": ("mlrt-ov", mlrt_ov, "ov"),
+    "mlrt ort, our graph": ("mlrt-ort-rewritten", mlrt_ort_rewritten, "ort"),
 }
 #: Our filter -> the bare loop its overhead is measured against.
 BARE_OF = {"paragon ort-cpu": "bare onnxruntime", "paragon openvino": "bare openvino"}
@@ -103,34 +123,74 @@ def available_filters() -> dict[str, Builder]:
 # ---------------------------------------------------------------- bare runtimes
 
 
-def bare_onnxruntime(model: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    """onnxruntime with the session options of vsparagon's ``OrtCpu`` backend."""
+#: A bare loop: (one input frame, frame count) -> frames done; it may run several at once.
+Loop = Callable[[np.ndarray, int], None]
+
+
+def streams_of(threads: int) -> int:
+    """The streams vsparagon's CPU backends use for ``threads`` under this core's ``num_threads``."""
+    return auto_streams(threads, core.num_threads)
+
+
+def in_streams(streams: int, run_one: Callable[[int, np.ndarray], object]) -> Loop:
+    """A loop calling ``run_one(stream, x)`` ``count`` times, ``streams`` calls at once (as the plugin does)."""
+
+    def loop(x: np.ndarray, count: int) -> None:
+        def worker(stream: int) -> None:
+            for _ in range(stream, count, streams):
+                run_one(stream, x)
+
+        workers = [threading.Thread(target=worker, args=(i,)) for i in range(streams)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    return loop
+
+
+def bare_onnxruntime(model: str, threads: int) -> Loop:
+    """onnxruntime on the graph and with the session options of vsparagon's ``OrtCpu`` backend."""
+    streams = streams_of(threads)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = stream_threads(threads, streams)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(rewritten(model), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})[0]
+    return in_streams(streams, lambda _, x: session.run(None, {name: x}))
 
 
-def bare_openvino(model: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
-    """OpenVINO compiled for the static input shape with the config of vsparagon's ``OpenVino`` backend."""
+def bare_openvino(model: str, threads: int) -> Loop:
+    """OpenVINO on the graph and with the config of vsparagon's ``OpenVino`` backend, compiled for the input shape."""
+    streams = streams_of(threads)
     ov_core = ov.Core()
-    graph = ov_core.read_model(model)
+    graph = ov_core.read_model(rewritten(model))
     graph.reshape({graph.inputs[0]: [1, 3, HEIGHT, WIDTH]})
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": str(threads)}
-    request = ov_core.compile_model(graph, "CPU", config).create_infer_request()
+    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": str(threads)}
+    if streams > 1:
+        config |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": str(streams)}
+    else:
+        config["PERFORMANCE_HINT"] = "LATENCY"
+    compiled = ov_core.compile_model(graph, "CPU", config)
+    requests = [compiled.create_infer_request() for _ in range(streams)]
+    # the output stays in the request (a view); the loop does not copy it out
+    return in_streams(streams, lambda i, x: requests[i].infer({0: x}, share_inputs=True))
 
-    def run(x: np.ndarray) -> np.ndarray:
-        request.infer({0: x}, share_inputs=True)
-        return request.get_output_tensor(0).data  # a view; the loop does not copy it out
 
-    return run
+def first_output(model: str, make: Callable[[str, int], Loop], x: np.ndarray) -> np.ndarray:
+    """Frame 0 through the bare runtime, for the same-output check (one plain call, no streams)."""
+    if make is bare_onnxruntime:
+        session = ort.InferenceSession(rewritten(model), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0][0]
+    ov_core = ov.Core()
+    request = ov_core.compile_model(ov_core.read_model(rewritten(model)), "CPU").create_infer_request()
+    request.infer({0: x})
+    return np.array(request.get_output_tensor(0).data[0])
 
 
-BARE: dict[str, Callable[[str, int], Callable[[np.ndarray], np.ndarray]]] = {
+BARE: dict[str, Callable[[str, int], Loop]] = {
     "bare onnxruntime": bare_onnxruntime,
     "bare openvino": bare_openvino,
 }
@@ -144,35 +204,39 @@ def time_clip(clip: vs.VideoNode, first: int, count: int) -> tuple[float, float,
     return timed(lambda: [None for _ in clip[first : first + count].frames()], count)
 
 
-def time_bare(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, count: int) -> tuple[float, float, float]:
-    """:func:`timed` for ``count`` back-to-back calls."""
-    return timed(lambda: [run(x) for _ in range(count)], count)
+def time_bare(loop: Loop, x: np.ndarray, count: int) -> tuple[float, float, float]:
+    """:func:`timed` for ``count`` frames of a bare loop."""
+    return timed(lambda: loop(x, count), count)
 
 
 # ---------------------------------------------------------------- peak memory (child process)
 
 
 def memory_child(key: str, model: str, threads: int) -> None:
-    """Render one 4K frame with filter ``key`` and print ``{"baseline_mib", "peak_mib", "seconds"}``.
+    """Render 4K frames with filter ``key`` as vspipe does; print ``{"baseline_mib", "peak_mib", "seconds", "frames"}``.
 
-    The source frame is rendered first and the high-water mark then reset (Linux
+    ``core.num_threads`` frames are rendered together through ``clip.frames()``, so
+    every stream of the CPU backends holds a tile at once, as in a real encode. The
+    source frames are rendered first and the high-water mark then reset (Linux
     ``clear_refs``), so making the test pattern does not count; ``baseline_mib`` is
-    the resident size just before the upscaled frame is asked for.
+    the resident size just before the upscaled frames are asked for.
     """
     build = next(b for k, b, _ in FILTERS.values() if k == key)
     width, height = MEMORY_SIZE
-    source = noise_clip(width, height, 1)
-    source.get_frame(0)
+    count = max(1, core.num_threads)
+    source = noise_clip(width, height, count)
+    for n in range(count):
+        source.get_frame(n)
     clip = build(source, model, threads)
     if not reset_peak():
         progress("could not reset the peak RSS; the peak may include making the test pattern")
     baseline = resident_mib("VmRSS")
     start = time.perf_counter()
-    frame = clip.get_frame(0)
+    for _ in clip.frames():
+        pass
     seconds = time.perf_counter() - start
-    del frame
     peak = resident_mib("VmHWM")
-    print(json.dumps({"baseline_mib": baseline, "peak_mib": peak, "seconds": seconds}))
+    print(json.dumps({"baseline_mib": baseline, "peak_mib": peak, "seconds": seconds, "frames": count}))
 
 
 def measure_memory(key: str, model: str, threads: int) -> dict[str, float | str]:
@@ -247,8 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         core.num_threads = args.core_threads
     frames, rounds, threads = args.frames, args.rounds, args.threads
 
-    # One warm-up frame (0), then rounds of distinct frames, so nothing comes from a cache.
-    source = noise_clip(WIDTH, HEIGHT, 1 + frames * rounds)
+    # Warm-up frames (one per frame in flight, so every stream has run), then rounds of distinct
+    # frames, so nothing comes from a cache.
+    warm = max(1, core.num_threads)
+    source = noise_clip(WIDTH, HEIGHT, warm + frames * rounds)
     x = planes(source.get_frame(0))[None]  # (1, 3, H, W)
     filters = {name: build(source, model, threads) for name, build in available_filters().items()}
     bares = {name: make(model, threads) for name, make in BARE.items()}
@@ -257,9 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, clip in filters.items():
         progress(f"warm-up {name}")
         outputs[name] = planes(clip.get_frame(0))
-    for name, run in bares.items():
+        for _ in clip[:warm].frames():
+            pass
+    for name, loop in bares.items():
         progress(f"warm-up {name}")
-        outputs[name] = np.array(run(x)[0])
+        loop(x, streams_of(threads))
+        outputs[name] = first_output(model, BARE[name], x)
     reference = REFERENCE if REFERENCE in outputs else "bare onnxruntime"
     diffs = {name: float(np.abs(out - outputs[reference]).max()) for name, out in outputs.items() if name != reference}
 
@@ -271,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in order:
             wait_quiet(args.quiet_wait)
             if name in filters:
-                speed, cost, busy = time_clip(filters[name], 1 + r * frames, frames)
+                speed, cost, busy = time_clip(filters[name], warm + r * frames, frames)
             else:
                 speed, cost, busy = time_bare(bares[name], x, frames)
             fps[name].append(speed)
@@ -351,12 +420,12 @@ def print_report(report: dict) -> None:
     best, median = report["fps_best"], report["fps_median"]
     peers = [p for p in ("vs-mlrt ort", "vs-mlrt ov") if p in best]
     print(
-        f"\n{'contender':<20}{'fps':>8}{'ms/frame':>10}{'median':>8}"
+        f"\n{'contender':<22}{'fps':>8}{'ms/frame':>10}{'median':>8}"
         + "".join(f"{'vs ' + p.split()[-1]:>14}" for p in peers)
         + f"{'CPU s':>8}{'others':>8}   rounds (fps)"
     )
     for name, value in best.items():
-        line = f"{name:<20}{value:>8.3f}{1000 / value:>10.0f}{median[name]:>8.3f}"
+        line = f"{name:<22}{value:>8.3f}{1000 / value:>10.0f}{median[name]:>8.3f}"
         line += "".join(f"{value / best[p]:>7.2f}x/{median[name] / median[p]:.2f}x" for p in peers)
         i = report["fps_rounds"][name].index(value)
         cost, busy = report["cpu_s_per_frame_rounds"][name][i], report["other_processes_share_rounds"][name][i]
@@ -392,8 +461,8 @@ def print_report(report: dict) -> None:
             print(f"\npeak RSS {key} {width}x{height} tile=0: failed, {m['error']}")
             continue
         print(
-            f"\npeak RSS {key} {width}x{height} tile=0, 1 frame: {m['peak_mib']:.0f} MiB "
-            f"(before the frame {m['baseline_mib']:.0f} MiB, +{m['peak_mib'] - m['baseline_mib']:.0f} MiB; "
+            f"\npeak RSS {key} {width}x{height} tile=0, {m['frames']} frames at once: {m['peak_mib']:.0f} MiB "
+            f"(before the frames {m['baseline_mib']:.0f} MiB, +{m['peak_mib'] - m['baseline_mib']:.0f} MiB; "
             f"{m['seconds']:.1f} s)"
         )
 

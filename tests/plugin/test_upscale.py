@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -9,7 +13,9 @@ import vapoursynth as vs
 from helpers import noise_clip, planes
 
 from vsparagon.plugin import formats, upscale
+from vsparagon.plugin.upscale import auto_streams
 from vsparagon.runtime import sessions
+from vsparagon.runtime.backends import make_backend
 
 FORMATS = [
     vs.RGB24,
@@ -113,6 +119,57 @@ def test_same_output_whatever_the_thread_count_and_request_order(tiny_onnx):
     assert not np.array_equal(serial[0], serial[1])
 
 
+@pytest.mark.parametrize(
+    ("threads", "core_threads", "streams"),
+    [(1, 8, 1), (2, 1, 1), (2, 2, 2), (2, 8, 2), (4, 8, 2), (16, 8, 4), (16, 2, 2), (64, 64, 16)],
+)
+def test_streams_keep_cores_busy_within_what_vapoursynth_requests(threads, core_threads, streams):
+    assert auto_streams(threads, core_threads) == streams
+
+
+@pytest.mark.parametrize("backend", ["ort-cpu", "openvino"])
+def test_cpu_backends_infer_frames_at_once(tiny_onnx, backend):
+    """With two VapourSynth threads, two frames are inside the runtime together; the output is unchanged."""
+    clip = noise_clip(48, 32, length=6)
+    core = vs.core.core
+    old = core.num_threads
+    try:
+        core.num_threads = 2
+        out = upscale(clip, model=tiny_onnx, backend=backend, threads=2)
+        core.num_threads = 1
+        serial = [planes(f) for f in upscale(clip, model=tiny_onnx, backend=backend, threads=2).frames()]
+    finally:
+        core.num_threads = old
+    config = repr(make_backend(backend, threads=2, streams=2))
+    key = next(k for k in sessions.shared_sessions() if k.startswith(config) and str(Path(tiny_onnx).resolve()) in k)
+    session = sessions.shared_sessions()[key]
+    assert session.max_parallel == 2
+    real_run, inside, most = session._run, [0], [0]
+    lock = threading.Lock()
+
+    def counting_run(batch):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            time.sleep(0.05)  # long enough for the second frame's call to arrive
+            return real_run(batch)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    session._run = counting_run
+    try:
+        core.num_threads = 2
+        parallel = [planes(f) for f in out.frames()]
+    finally:
+        session._run = real_run
+        core.num_threads = old
+    assert most[0] == 2
+    for a, b in zip(serial, parallel, strict=True):
+        assert np.abs(a - b).max() < 1e-6
+
+
 def test_one_session_per_configuration(tiny_onnx):
     clip = noise_clip(16, 16)
     upscale(clip, model=tiny_onnx, backend="ort-cpu", threads=1)
@@ -120,7 +177,7 @@ def test_one_session_per_configuration(tiny_onnx):
     for _ in range(3):
         upscale(clip, model=tiny_onnx, backend="ort-cpu", threads=1)
     assert sessions.loaded_sessions() == before
-    upscale(clip, model=tiny_onnx, backend="ort-cpu", threads=2)
+    upscale(clip, model=tiny_onnx, backend="ort-cpu", threads=3)  # a configuration no other test loads
     assert sessions.loaded_sessions() == before + 1
 
 

@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pytest
 
+from vsparagon.errors import InputError
 from vsparagon.runtime.tiling import (
     BLEND_OVERLAP_CAP,
     auto_overlap,
@@ -22,6 +23,7 @@ from vsparagon.runtime.tiling import (
     pad_to_multiple,
     plan_tiles,
     run_tiled,
+    run_tiled_into,
 )
 
 
@@ -301,6 +303,33 @@ def test_batching_groups_tiles_without_changing_the_result(mode):
         assert len(sizes) == math.ceil(tiles / batch)
         assert max(sizes) <= batch
         np.testing.assert_array_equal(results[batch], results[1])
+
+
+@pytest.mark.parametrize("mode", ["crop", "blend"])
+def test_run_tiled_into_writes_the_same_output_into_given_planes(mode):
+    infer = blur_upscale(3, 2)
+    image = random_image(3, 29, 41)
+    want = run_tiled(image, infer, scale=2, tile_h=10, tile_w=12, overlap=3, mode=mode)
+    # strided destinations, as a VapourSynth frame's padded planes are; stale values must not leak into blend
+    backing = np.full((3, 58, 90), 7.0, dtype=np.float32)
+    planes = [backing[c, :, :82] for c in range(3)]
+    run_tiled_into(image, infer, planes, scale=2, tile_h=10, tile_w=12, overlap=3, mode=mode)
+    np.testing.assert_array_equal(np.stack(planes), want)
+    assert (backing[:, :, 82:] == 7.0).all()
+
+
+@pytest.mark.parametrize(
+    "planes",
+    [
+        [np.zeros((58, 82), np.float32)] * 2,
+        [np.zeros((58, 80), np.float32)] * 3,
+        [np.zeros((58, 82), np.float64)] * 3,
+    ],
+    ids=["too-few", "wrong-size", "wrong-dtype"],
+)
+def test_run_tiled_into_rejects_planes_that_do_not_fit(planes):
+    with pytest.raises(InputError, match="needs 3 float32 planes of"):
+        run_tiled_into(random_image(3, 29, 41), blur_upscale(1, 2), planes, scale=2, tile_h=10, tile_w=12, overlap=1)
 
 
 def test_output_channels_may_differ_from_input():

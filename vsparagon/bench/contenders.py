@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -9,6 +10,9 @@ import vapoursynth as vs
 
 import vsparagon.plugin  # noqa: F401  (OpenVINO before the core, so vs-mlrt's bundled one cannot win)
 from vsparagon.plugin import upscale
+from vsparagon.runtime.backends.base import cpu_onnx_file
+from vsparagon.runtime.graph_rewrite import ENV_SWITCH
+from vsparagon.runtime.source import resolve
 
 #: builder(clip, model, threads) -> the upscaled clip.
 Builder = Callable[[vs.VideoNode, str, int], vs.VideoNode]
@@ -17,6 +21,33 @@ Builder = Callable[[vs.VideoNode, str, int], vs.VideoNode]
 def ours(backend: str) -> Builder:
     """vsparagon with ``backend``; ``tile=0`` (automatic plan)."""
     return lambda clip, model, threads: upscale(clip, model=model, backend=backend, threads=threads)
+
+
+def ours_as_given(backend: str) -> Builder:
+    """vsparagon with ``backend`` on the graph as given (``VSPARAGON_GRAPH_REWRITE=0`` while it loads)."""
+
+    def build(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+        saved = os.environ.get(ENV_SWITCH)
+        os.environ[ENV_SWITCH] = "0"
+        try:
+            return upscale(clip, model=model, backend=backend, threads=threads)
+        finally:
+            if saved is None:
+                del os.environ[ENV_SWITCH]
+            else:
+                os.environ[ENV_SWITCH] = saved
+
+    return build
+
+
+def rewritten(model: str) -> str:
+    """The CPU-rewritten graph vsparagon's CPU backends load for ``model`` (built into the cache if new)."""
+    return str(cpu_onnx_file(resolve(variant="tiny", scale=2, model=model), fp16=False)[0])
+
+
+def mlrt_ort_rewritten(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+    """:func:`mlrt_ort` on the graph vsparagon's CPU backends load (what the rewrite alone is worth to it)."""
+    return mlrt_ort(clip, rewritten(model), threads)
 
 
 def mlrt_ort(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:

@@ -23,12 +23,13 @@ from vsparagon.runtime.sessions import open_session, resolve_backend
 from vsparagon.runtime.source import SCALES, resolve
 
 PREFIX = "paragon.Upscale: "
-#: Memory one inference call may use when ``tile=0`` picks the tile size.
+#: Memory all concurrent inference calls together may use when ``tile=0`` picks the tile size.
 DEFAULT_BUDGET_BYTES = 2048 * 1024 * 1024
 #: Working values per input pixel, per feature channel of the model, that a CPU runtime
-#: holds at its peak: measured 6.2 GB for a 1.3 Mpx window of tiny (dim 32) in ONNX
-#: Runtime (about 37 x dim float32 values per pixel; OpenVINO needs about half).
-WORK_PER_CHANNEL = 40
+#: holds at its peak. Measured for tiny (dim 32) on 640x480 and 1280x1024 windows: ONNX
+#: Runtime 1,510 bytes per pixel on the CPU-rewritten graph (2,370 on the graph as given),
+#: OpenVINO 1,005; 20 x dim float32 values (2,620 bytes with input and output) covers all three.
+WORK_PER_CHANNEL = 20
 MAX_TILE = 8192
 JOINS = ("crop", "blend")
 
@@ -72,7 +73,9 @@ def upscale(
         overlap: context around each tile in input pixels; -1 = the model's receptive
             radius for ``join="crop"`` (tiled == whole frame), a smaller value for ``blend``.
         fp16: half precision; None = the backend's default (off on CPU backends).
-        threads: CPU threads for inference; 0 = all.
+        threads: CPU threads for inference; 0 = all. CPU backends infer several frames at once
+            (``min(core.num_threads, max(2, threads // 4))`` streams sharing the threads), which
+            keeps every core busy; ``core.num_threads = 1`` runs one frame at a time on all threads.
         device: GPU index for GPU backends.
         join: how tiles are joined: ``crop`` (exact) or ``blend`` (feathered, smaller overlap).
 
@@ -121,11 +124,20 @@ def _upscale(
     fp16_v = _flag("fp16", fp16)
 
     source = resolve(variant=variant_v, scale=scale_v, model=model_v)
-    config = resolve_backend(backend_v, source, fp16=fp16_v, threads=threads_v, device=device_v)
-    plan = _tile_plan(
-        clip, scale_v, source.descriptor.receptive_radius, source.descriptor.config, tile, overlap, join_v, fp16_v
-    )
+    streams = auto_streams(threads_v, vs.core.num_threads)
+    config = resolve_backend(backend_v, source, fp16=fp16_v, threads=threads_v, device=device_v, streams=streams)
     session = open_session(config, source)
+    plan = _tile_plan(
+        clip,
+        scale_v,
+        source.descriptor.receptive_radius,
+        source.descriptor.config,
+        tile,
+        overlap,
+        join_v,
+        fp16_v,
+        budget=DEFAULT_BUDGET_BYTES // session.max_parallel,
+    )
 
     first = clip.get_frame(0).props  # colour metadata and alpha: rendered once, at creation
     info = formats.color_info(clip, first)
@@ -151,6 +163,8 @@ def _tile_plan(
     overlap: object,
     join: str,
     fp16: bool,
+    *,
+    budget: int,
 ) -> TilePlan:
     if isinstance(tile, int) and not isinstance(tile, bool):
         sizes = [tile]
@@ -174,7 +188,7 @@ def _tile_plan(
             scale=scale,
             channels=3,
             bytes_per_value=2 if fp16 else 4,
-            budget_bytes=DEFAULT_BUDGET_BYTES,
+            budget_bytes=budget,
             overlap=overlap_v,
             work_factor=WORK_PER_CHANNEL * (dim if isinstance(dim, int) else 64),
         )
@@ -196,8 +210,39 @@ def _tile_plan(
     return TilePlan(tile_h=min(tile_h, clip.height), tile_w=min(tile_w, clip.width), overlap=overlap_v, join=mode)
 
 
+def auto_streams(threads: int, core_threads: int) -> int:
+    """Frames a CPU backend infers at once: enough to keep every core busy, never more than VapourSynth requests.
+
+    Two frames on one thread each beat one frame on two threads (no synchronisation inside the
+    runtime); on many cores, streams of about four threads each keep the per-frame latency low.
+    """
+    cores = threads or os.cpu_count() or 1
+    return max(1, min(core_threads, cores, max(2, cores // 4)))
+
+
 def _infer_node(rgb: vs.VideoNode, session: Session, plan: TilePlan) -> vs.VideoNode:
-    """A node whose frame n is the model's output for frame n of the RGBS clip ``rgb``."""
+    """A node whose frame n is the model's output for frame n of the RGBS clip ``rgb``.
+
+    ``std.ModifyFrame`` runs its callback for one frame at a time, so a session that
+    takes ``k`` concurrent calls gets ``k`` callback nodes, node ``i`` serving frames
+    ``i, i+k, ...``, interleaved back into order: ``k`` frames infer at once.
+    """
+    k = min(session.max_parallel, rgb.num_frames)
+    if k <= 1:
+        return _serial_infer_node(rgb, session, plan)
+    parts = [
+        _serial_infer_node(
+            rgb.std.SelectEvery(cycle=k, offsets=[i], modify_duration=False), session, plan, first=i, step=k
+        )
+        for i in range(k)
+    ]
+    return vs.core.std.Interleave(parts, extend=True, modify_duration=False)[: rgb.num_frames]
+
+
+def _serial_infer_node(
+    rgb: vs.VideoNode, session: Session, plan: TilePlan, *, first: int = 0, step: int = 1
+) -> vs.VideoNode:
+    """:func:`_infer_node` for one frame at a time; frame n here is frame ``first + n * step`` of the clip."""
     s = session.scale
     blank = vs.core.std.BlankClip(rgb, width=rgb.width * s, height=rgb.height * s, keep=True)
     whole = plan.tile_h >= rgb.height and plan.tile_w >= rgb.width
@@ -206,26 +251,28 @@ def _infer_node(rgb: vs.VideoNode, session: Session, plan: TilePlan) -> vs.Video
         try:
             return run_frame(f[0], f[1])
         except Exception as exc:  # a frame error for this frame only; vspipe reports it and stops cleanly
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise vs.Error(f"{PREFIX}frame {n}: inference failed: {first}") from None
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise vs.Error(f"{PREFIX}frame {first + n * step}: inference failed: {reason}") from None
 
     def run_frame(src: vs.VideoFrame, canvas: vs.VideoFrame) -> vs.VideoFrame:
         image = np.stack([np.asarray(src[p]) for p in range(3)])  # (3, H, W) float32
+        frame = canvas.copy()
+        planes = [np.asarray(frame[p]) for p in range(3)]  # writable views of the new frame
         if whole:
             out = session.run(image[None])[0]
-        else:
-            out = tiling.run_tiled(
+            for p in range(3):
+                np.copyto(planes[p], out[p])
+        else:  # tiles go straight into the frame: no full-size array beside it
+            tiling.run_tiled_into(
                 image,
                 session.run,
+                planes,
                 scale=s,
                 tile_h=plan.tile_h,
                 tile_w=plan.tile_w,
                 overlap=plan.overlap,
                 mode=plan.join,
             )
-        frame = canvas.copy()
-        for p in range(3):
-            np.copyto(np.asarray(frame[p]), out[p])
         frame.props.clear()
         frame.props.update(src.props)
         return frame

@@ -39,10 +39,12 @@ def open_session(backend: Backend, source: ModelSource) -> Session:
         return session
 
 
-def resolve_backend(name: str, source: ModelSource, *, fp16: bool, threads: int, device: int) -> Backend:
+def resolve_backend(
+    name: str, source: ModelSource, *, fp16: bool, threads: int, device: int, streams: int = 1
+) -> Backend:
     """Turn a ``backend=`` string (``auto`` included) into a backend config."""
     chosen = pick_auto() if name == "auto" else name
-    return make_backend(chosen, fp16=fp16, threads=threads, device=device)
+    return make_backend(chosen, fp16=fp16, threads=threads, device=device, streams=streams)
 
 
 def loaded_sessions() -> int:

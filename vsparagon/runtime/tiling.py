@@ -23,7 +23,7 @@ Nothing here imports torch or VapourSynth: ``infer`` is whatever runs the model.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -263,19 +263,98 @@ def run_tiled(
         InputError: for an image that is not 3-D, or ``infer`` returning a wrong shape.
         ConfigError: for a bad scale, batch, mode or tiling parameter.
     """
+    image, tiles, bands = _prepare(image, scale, batch, mode, tile_h, tile_w, overlap, multiple_of)
+    _, height, width = image.shape
+    full: list[np.ndarray] = []
+
+    def allocate(channels: int) -> list[np.ndarray]:
+        # Crop writes every output pixel exactly once; blend accumulates.
+        alloc = np.empty if mode == "crop" else np.zeros
+        full.append(alloc((channels, height * scale, width * scale), dtype=np.float32))
+        return list(full[0])
+
+    _join(image, infer, allocate, tiles, scale=scale, mode=mode, multiple_of=multiple_of, batch=batch, bands=bands)
+    return full[0]
+
+
+def run_tiled_into(
+    image: np.ndarray,
+    infer: Infer,
+    out: Sequence[np.ndarray],
+    *,
+    scale: int,
+    tile_h: int,
+    tile_w: int,
+    overlap: int,
+    mode: JoinMode = "crop",
+    multiple_of: int = 1,
+    batch: int = 1,
+) -> None:
+    """:func:`run_tiled`, writing channel ``c`` of the output into the 2-D float32 array ``out[c]``.
+
+    For callers that own the destination (a VapourSynth frame's planes): no full-size
+    intermediate array, which at 4K x2 is 400 MB per frame.
+
+    Raises:
+        InputError: ``out`` does not have one ``(H * scale, W * scale)`` plane per output channel.
+    """
+    image, tiles, bands = _prepare(image, scale, batch, mode, tile_h, tile_w, overlap, multiple_of)
+    _, height, width = image.shape
+
+    def check(channels: int) -> list[np.ndarray]:
+        planes = list(out)
+        want = (height * scale, width * scale)
+        if len(planes) != channels or any(p.shape != want or p.dtype != np.float32 for p in planes):
+            got = [(p.shape, str(p.dtype)) for p in planes]
+            raise InputError(f"run_tiled_into needs {channels} float32 planes of {want}, got {got}")
+        if mode == "blend":
+            for p in planes:
+                p.fill(0)
+        return planes
+
+    _join(image, infer, check, tiles, scale=scale, mode=mode, multiple_of=multiple_of, batch=batch, bands=bands)
+
+
+def _prepare(
+    image: np.ndarray,
+    scale: int,
+    batch: int,
+    mode: str,
+    tile_h: int,
+    tile_w: int,
+    overlap: int,
+    multiple_of: int,
+) -> tuple[np.ndarray, list[Tile], tuple[int, int]]:
+    """Checked float32 image, its tile plan and the blend bands (height, width)."""
     image = np.asarray(image)
     if image.ndim != 3 or 0 in image.shape:
         raise InputError(f"run_tiled needs a non-empty (C, H, W) image, got shape {image.shape}")
     image = image.astype(np.float32, copy=False)
     scale = _check_int("scale", scale, minimum=1)
-    batch = _check_int("batch", batch, minimum=1)
+    _check_int("batch", batch, minimum=1)
     if mode not in JOIN_MODES:
         raise ConfigError(f"unknown tile join mode {mode!r}; accepted: {', '.join(map(repr, JOIN_MODES))}")
     _, height, width = image.shape
     tiles = plan_tiles(height, width, tile_h=tile_h, tile_w=tile_w, overlap=overlap, multiple_of=multiple_of)
-    band_h, band_w = _blend_band(overlap, tile_h), _blend_band(overlap, tile_w)
+    return image, tiles, (_blend_band(overlap, tile_h), _blend_band(overlap, tile_w))
 
-    out = np.empty((0, 0, 0), dtype=np.float32)  # allocated once the first batch tells C_out
+
+def _join(
+    image: np.ndarray,
+    infer: Infer,
+    destination: Callable[[int], list[np.ndarray]],
+    tiles: list[Tile],
+    *,
+    scale: int,
+    mode: str,
+    multiple_of: int,
+    batch: int,
+    bands: tuple[int, int],
+) -> None:
+    """Run the tiles in batches and join them into the planes ``destination(C_out)`` returns."""
+    _, height, width = image.shape
+    band_h, band_w = bands
+    out: list[np.ndarray] = []
     for start in range(0, len(tiles), batch):
         group = tiles[start : start + batch]
         windows = np.stack([image[:, t.window.y0 : t.window.y1, t.window.x0 : t.window.x1] for t in group])
@@ -288,27 +367,23 @@ def run_tiled(
                 f"({expected[0]}, C, {expected[1]}, {expected[2]}) at scale {scale}"
             )
         if start == 0:
-            # Crop writes every output pixel exactly once; blend accumulates.
-            alloc = np.empty if mode == "crop" else np.zeros
-            out = alloc((result.shape[1], height * scale, width * scale), dtype=np.float32)
-        elif result.shape[1] != out.shape[0]:
-            raise InputError(f"infer returned {result.shape[1]} channels, earlier tiles had {out.shape[0]}")
+            out = destination(result.shape[1])
+        elif result.shape[1] != len(out):
+            raise InputError(f"infer returned {result.shape[1]} channels, earlier tiles had {len(out)}")
         for tile, tile_out in zip(group, result, strict=True):  # tile_out: (C_out, h*s, w*s)
             origin_y, origin_x = tile.window.y0 * scale, tile.window.x0 * scale
             if mode == "crop":
                 core = tile.core.scaled(scale)
-                out[:, core.y0 : core.y1, core.x0 : core.x1] = tile_out[
-                    :, core.y0 - origin_y : core.y1 - origin_y, core.x0 - origin_x : core.x1 - origin_x
-                ]
+                for plane, values in zip(out, tile_out, strict=True):
+                    plane[core.y0 : core.y1, core.x0 : core.x1] = values[
+                        core.y0 - origin_y : core.y1 - origin_y, core.x0 - origin_x : core.x1 - origin_x
+                    ]
             else:
                 y0, y1, weight_y = _feather(tile.core.y0, tile.core.y1, height, band_h, scale)
                 x0, x1, weight_x = _feather(tile.core.x0, tile.core.x1, width, band_w, scale)
-                out[:, y0:y1, x0:x1] += (
-                    weight_y[:, None]
-                    * weight_x[None, :]
-                    * tile_out[:, y0 - origin_y : y1 - origin_y, x0 - origin_x : x1 - origin_x]
-                )
-    return out
+                weight = weight_y[:, None] * weight_x[None, :]
+                for plane, values in zip(out, tile_out, strict=True):
+                    plane[y0:y1, x0:x1] += weight * values[y0 - origin_y : y1 - origin_y, x0 - origin_x : x1 - origin_x]
 
 
 def auto_tile(

@@ -25,11 +25,11 @@ def backend_names() -> list[str]:
     return ["auto", *BACKENDS]
 
 
-def make_backend(name: str, *, fp16: bool = False, threads: int = 0, device: int = 0) -> Backend:
+def make_backend(name: str, *, fp16: bool = False, threads: int = 0, device: int = 0, streams: int = 1) -> Backend:
     """Build the config for ``name`` (not ``auto``: see :func:`vsparagon.runtime.sessions.open_session`)."""
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend {name!r}; valid backends: {', '.join(backend_names())}")
-    return BACKENDS[name](fp16=fp16, threads=threads, device=device)
+    return BACKENDS[name](fp16=fp16, threads=threads, device=device, streams=streams)
 
 
 __all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "BackendError", "Session", "backend_names", "make_backend"]

@@ -29,6 +29,8 @@ class Session(ABC):
         """Output size / input size."""
         self.input_dtype = np.dtype(input_dtype)
         """dtype ``run`` expects (float32 or float16)."""
+        self.max_parallel = max_parallel
+        """Calls of ``run`` that may compute at once (more wait their turn)."""
         self._gate = threading.BoundedSemaphore(max_parallel)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -51,6 +53,8 @@ class Backend(ABC):
     """Run in half precision."""
     threads: int = 0
     """CPU threads for inference (0 = the runtime's default, all cores)."""
+    streams: int = 1
+    """Inferences that may run at once, each on ``threads / streams`` threads (CPU backends; others run one)."""
     device: int = 0
     """GPU index (GPU backends only)."""
 
@@ -65,7 +69,9 @@ class Backend(ABC):
 
     def cache_key(self, source: ModelSource) -> str:
         """Identity of the session this config builds for ``source``."""
-        return f"{self!r}|{source.path.resolve()}|{source.identity}"
+        from vsparagon.runtime.graph_rewrite import rewrite_enabled
+
+        return f"{self!r}|rewrite={rewrite_enabled()}|{source.path.resolve()}|{source.identity}"
 
 
 def onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
@@ -80,6 +86,13 @@ def onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
         return source.path, source.precision == "fp16"
     precision = "fp16" if fp16 else "fp32"
     return _cached(source, precision, lambda dst: _export_checkpoint(source.path, dst, fp16=fp16)), fp16
+
+
+def stream_threads(threads: int, streams: int) -> int:
+    """Threads for each of ``streams`` concurrent inferences sharing ``threads`` (0 = all cores)."""
+    if streams <= 1:
+        return threads
+    return max(1, (threads or os.cpu_count() or 1) // streams)
 
 
 def cpu_onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:

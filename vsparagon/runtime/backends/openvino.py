@@ -16,25 +16,34 @@ from vsparagon.runtime.source import ModelSource
 class OpenVinoSession(Session):
     """Compiles the model once per input shape and reuses one infer request per shape."""
 
-    def __init__(self, core: Any, model: Any, config: dict[str, str], *, scale: int, fp16_io: bool) -> None:
-        super().__init__(scale=scale, input_dtype=np.float16 if fp16_io else np.float32, max_parallel=1)
+    def __init__(
+        self, core: Any, model: Any, config: dict[str, str], *, scale: int, fp16_io: bool, streams: int
+    ) -> None:
+        super().__init__(scale=scale, input_dtype=np.float16 if fp16_io else np.float32, max_parallel=streams)
         self._core, self._model, self._config = core, model, config
-        self._requests: dict[tuple[int, ...], Any] = {}
+        self._compiled: dict[tuple[int, ...], Any] = {}
+        self._idle: dict[tuple[int, ...], list[Any]] = {}  # free infer requests per shape (one per stream at most)
         self._lock = threading.Lock()
 
-    def _request(self, shape: tuple[int, ...]) -> Any:
+    def _take(self, shape: tuple[int, ...]) -> Any:
         with self._lock:
-            if shape not in self._requests:
+            if shape not in self._compiled:
                 model = self._model.clone()
                 model.reshape({model.inputs[0]: list(shape)})
-                compiled = self._core.compile_model(model, "CPU", self._config)
-                self._requests[shape] = compiled.create_infer_request()
-            return self._requests[shape]
+                self._compiled[shape] = self._core.compile_model(model, "CPU", self._config)
+                self._idle[shape] = []
+            idle = self._idle[shape]
+            return idle.pop() if idle else self._compiled[shape].create_infer_request()
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        request = self._request(batch.shape)
-        request.infer({0: batch}, share_inputs=True)
-        return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+        shape = tuple(batch.shape)
+        request = self._take(shape)
+        try:
+            request.infer({0: batch}, share_inputs=True)
+            return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+        finally:
+            with self._lock:
+                self._idle[shape].append(request)
 
 
 CLASH_HINT = (
@@ -78,13 +87,17 @@ class OpenVino(Backend):
             model = core.read_model(str(path))
         except Exception as exc:
             raise BackendError(f"OpenVINO could not read {path.name}: {str(exc).splitlines()[0][:300]}") from None
+        streams = max(1, self.streams)
         config = {
-            "PERFORMANCE_HINT": "LATENCY",
+            # one stream on every thread, or ``streams`` streams sharing them (one infer request each)
+            "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
             "INFERENCE_PRECISION_HINT": "f16" if self.fp16 else "f32",
         }
+        if streams > 1:
+            config["NUM_STREAMS"] = str(streams)
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = str(self.threads)
-        return OpenVinoSession(core, model, config, scale=source.descriptor.scale, fp16_io=fp16_io)
+        return OpenVinoSession(core, model, config, scale=source.descriptor.scale, fp16_io=fp16_io, streams=streams)
 
     @classmethod
     def unavailable(cls) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from vsparagon.runtime.backends.base import Backend, BackendError, Session, cpu_onnx_file
+from vsparagon.runtime.backends.base import Backend, BackendError, Session, cpu_onnx_file, stream_threads
 from vsparagon.runtime.source import ModelSource, ort_reason
 
 
@@ -28,7 +28,7 @@ class OrtSession(Session):
 
 @dataclass(frozen=True, kw_only=True)
 class OrtCpu(Backend):
-    """ONNX Runtime, CPUExecutionProvider, all graph optimizations."""
+    """ONNX Runtime, CPUExecutionProvider, all graph optimizations; ``streams`` concurrent runs of one session."""
 
     name = "ort-cpu"
 
@@ -38,15 +38,15 @@ class OrtCpu(Backend):
         path, fp16 = cpu_onnx_file(source, fp16=self.fp16)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.threads
+        # Concurrent runs of one session each use their own calling thread plus intra-op helpers.
+        options.intra_op_num_threads = stream_threads(self.threads, self.streams)
         options.inter_op_num_threads = 1
         options.log_severity_level = 4  # failures reach the caller as exceptions; no second copy on stderr
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise BackendError(f"ONNX Runtime could not load {path.name}: {ort_reason(exc)}") from None
-        # One frame at a time, each using every thread: parallel frames would only fight for cores.
-        return OrtSession(session, scale=source.descriptor.scale, fp16=fp16, max_parallel=1)
+        return OrtSession(session, scale=source.descriptor.scale, fp16=fp16, max_parallel=max(1, self.streams))
 
     @classmethod
     def unavailable(cls) -> str | None:
