@@ -21,6 +21,7 @@ class OpenVinoSession(Session):
     ) -> None:
         super().__init__(scale=scale, input_dtype=np.float16 if fp16_io else np.float32, max_parallel=streams)
         self._core, self._model, self._config = core, model, config
+        self._ov = import_openvino()
         self._compiled: dict[tuple[int, ...], Any] = {}
         self._idle: dict[tuple[int, ...], list[Any]] = {}  # free infer requests per shape (one per stream at most)
         self._lock = threading.Lock()
@@ -39,7 +40,10 @@ class OpenVinoSession(Session):
         shape = tuple(batch.shape)
         request = self._take(shape)
         try:
-            request.infer({0: batch}, share_inputs=True)
+            # set the tensor directly: the Python input dispatcher deadlocks when two VapourSynth
+            # threads feed two requests of one compiled model at once
+            request.set_input_tensor(self._ov.Tensor(batch, shared_memory=True))
+            request.infer(share_outputs=True)
             return np.array(request.get_output_tensor(0).data, dtype=np.float32)
         finally:
             with self._lock:
