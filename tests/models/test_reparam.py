@@ -47,7 +47,9 @@ def test_fused_conv_equals_branch_sum_fp32(name, rng):
         assert isinstance(conv, nn.Conv2d)
         fused = conv(x)
     assert fused.shape == branches.shape
-    assert (fused - branches).abs().max().item() < 1e-5
+    # float32 rounding grows with the values summed (outputs here reach about 5): a few ulps of the largest
+    scale = max(1.0, branches.abs().max().item())
+    assert (fused - branches).abs().max().item() < 1e-5 * scale
 
 
 @pytest.mark.parametrize("name", CASES)
