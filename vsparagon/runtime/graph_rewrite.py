@@ -154,6 +154,14 @@ def _split_sizes(g: _Graph, node: Any) -> list[int] | None:
     return [int(s) for s in np.asarray(sizes).reshape(-1)]
 
 
+def _conv_bias(g: _Graph, conv: Any) -> tuple[bool, np.ndarray | None]:
+    """(usable, bias): a constant bias, or none at all; a bias computed at run time is not usable."""
+    if len(conv.input) < 3 or not conv.input[2]:
+        return True, None
+    bias = g.arrays.get(conv.input[2])
+    return bias is not None, bias
+
+
 def _channel_splits(g: _Graph) -> Iterator[tuple[Any, list[int]]]:
     """(node, sizes) of each not-yet-rewritten channel Split with constant sizes, in graph order."""
     for node in g.graph.node:
@@ -177,8 +185,8 @@ def split_convs(model: Any) -> tuple[Any, int]:
             continue
         attrs = _attrs(conv)
         weight = g.arrays.get(conv.input[1])
-        bias = g.arrays.get(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
-        if weight is None or attrs.get("group", 1) != 1 or sum(sizes) != weight.shape[0]:
+        usable, bias = _conv_bias(g, conv)
+        if not usable or weight is None or attrs.get("group", 1) != 1 or sum(sizes) != weight.shape[0]:
             continue
         parts = []
         start = 0
@@ -221,10 +229,8 @@ def _depthwise(g: _Graph, conv: Any, start: int, size: int) -> _Branch | None:
         return None
     if list(attrs.get("pads", [0, 0, 0, 0])) != [kh // 2, kw // 2, kh // 2, kw // 2]:
         return None
-    bias = g.arrays.get(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
-    if len(conv.input) > 2 and conv.input[2] and bias is None:
-        return None
-    return _Branch(start, size, conv, weight, bias, (kh, kw))
+    usable, bias = _conv_bias(g, conv)
+    return _Branch(start, size, conv, weight, bias, (kh, kw)) if usable else None
 
 
 def _branches(g: _Graph, split: Any, sizes: list[int]) -> tuple[list[_Branch], Any] | None:
@@ -274,7 +280,10 @@ def merge_depthwise_branches(model: Any) -> tuple[Any, int]:
         convs = [b for b in branches if b.conv is not None]
         dtype = convs[0].weight.dtype if convs[0].weight is not None else np.float32
         kernels = list(dict.fromkeys(b.kernel for b in convs))  # first-seen order
-        bias = np.zeros(channels, dtype)
+        bias = np.zeros(channels, dtype)  # all branch biases, added once by the first conv
+        for b in convs:
+            if b.bias is not None:
+                bias[b.start : b.start + b.size] = b.bias
         nodes = []
         total = None
         for index, (kh, kw) in enumerate(kernels):
@@ -284,13 +293,11 @@ def merge_depthwise_branches(model: Any) -> tuple[Any, int]:
                     weight[b.start : b.start + b.size, 0, kh // 2, kw // 2] = 1  # identity: centre tap
                 elif b.conv is not None and b.kernel == (kh, kw):
                     weight[b.start : b.start + b.size] = b.weight
-                    if b.bias is not None:
-                        bias[b.start : b.start + b.size] = b.bias
             last = index == len(kernels) - 1
             out = concat.output[0] if last and total is None else g.fresh("depthwise")
             inputs = [split.input[0], g.add_array("depthwise_w", weight)]
             if index == 0:
-                inputs.append("")  # bias slot: filled below, once all branch biases are known
+                inputs.append(g.add_array("depthwise_b", bias))
             nodes.append(
                 helper.make_node(
                     "Conv",
@@ -309,7 +316,6 @@ def merge_depthwise_branches(model: Any) -> tuple[Any, int]:
                 nodes.append(helper.make_node("Add", [out, total], [summed], name=g.fresh("DepthwiseSum")))
                 out = summed
             total = out
-        nodes[0].input[2] = g.add_array("depthwise_b", bias)
         g.replaced[id(split)] = nodes
         g.replaced[id(concat)] = []
         for b in convs:
