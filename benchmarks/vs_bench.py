@@ -78,8 +78,8 @@ from vsparagon.bench.contenders import (
 )
 from vsparagon.bench.measure import reset_peak, resident_mib, timed, wait_quiet
 from vsparagon.plugin import upscale
-from vsparagon.plugin.upscale import auto_streams
 from vsparagon.runtime.backends.base import stream_threads
+from vsparagon.runtime.policy import auto_streams
 
 core = vs.core
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_importing_vsparagon_does_not_import_torch():
-    code = "import sys, vsparagon, vsparagon.descriptor, vsparagon.errors; print('torch' in sys.modules)"
+    code = "import sys, vsparagon, vsparagon.catalogue.descriptor, vsparagon.errors; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

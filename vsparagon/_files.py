@@ -23,3 +23,30 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept.
+
+    ``$VSPARAGON_CACHE``, else ``$XDG_CACHE_HOME/vsparagon``, else ``~/.cache/vsparagon``.
+    """
+    base = os.environ.get("VSPARAGON_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vsparagon"
+    )
+    return Path(base)
+
+
+def cached_name(source: Path, identity: str, tag: str) -> str:
+    """File name of a conversion of ``source`` (``STEM-IDENTITY-TAG.onnx``).
+
+    A file that is itself a conversion in the cache already carries its source's identity in its
+    name, so a further conversion of it is ``STEM-TAG.onnx`` (e.g. ``m-1a2b-fp32-cpu1.onnx``).
+    """
+    if is_cached(source):
+        return f"{source.stem}-{tag}.onnx"
+    return f"{source.stem}-{identity}-{tag}.onnx"
+
+
+def is_cached(path: Path) -> bool:
+    """Whether ``path`` is a conversion in the model cache (``cache_dir()/onnx``)."""
+    return path.parent.resolve() == (cache_dir() / "onnx").resolve()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vsparagon.train.compare import busiest
+from vsparagon.tools.compare import busiest
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bigbuckbunny_320x180.mp4"
 

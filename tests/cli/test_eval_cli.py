@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from vsparagon.tools.evaluate import evaluate
 from vsparagon.train.data import synthetic_picture
 from vsparagon.train.degrade import from_uint8, resize
-from vsparagon.train.evaluate import evaluate
 from vsparagon.train.metrics import psnr_y
 
 
@@ -70,15 +70,39 @@ def test_lr_codec_compresses_the_input_deterministically(plain_onnx, hr_folder):
 
 
 def test_large_pictures_are_tiled_exactly(tiny_onnx, tmp_path, monkeypatch):
-    from vsparagon.train import evaluate as ev
+    from vsparagon.tools import evaluate as ev
 
     folder = tmp_path / "big"
     folder.mkdir()
     Image.fromarray(np.tile(synthetic_picture(3, 160), (2, 2, 1))).save(folder / "big.png")  # 320x320
     whole = ev.evaluate(tiny_onnx, folder, scale=2, backend="ort-cpu")[0].scores["model"]
-    monkeypatch.setattr(ev, "WHOLE_LIMIT", 16)  # force tiling of the same picture
-    tiled = ev.evaluate(tiny_onnx, folder, scale=2, backend="ort-cpu")[0].scores["model"]
+    # a budget that fits only small tiles forces tiling of the same picture
+    tiled = ev.evaluate(tiny_onnx, folder, scale=2, backend="ort-cpu", budget_bytes=64 << 20)[0].scores["model"]
     assert abs(whole[0] - tiled[0]) < 1e-3
+
+
+def test_a_foreign_onnx_scores_a_2000x1500_picture(tmp_path):
+    # A graph without our metadata (radius unknown): the tiling policy's default overlap, on a
+    # picture too large for the whole-frame budget, must work (it used to raise in plan_tiles).
+    from onnx import TensorProto, helper, save
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    graph = helper.make_graph([helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest")], "g", [x], [y])
+    graph.initializer.append(scales)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, str(tmp_path / "foreign.onnx"))
+    folder = tmp_path / "big"
+    folder.mkdir()
+    Image.fromarray(np.tile(synthetic_picture(5, 250), (6, 8, 1))).save(folder / "big.png")  # 2000x1500
+    (score,) = evaluate(str(tmp_path / "foreign.onnx"), folder, scale=2, backend="ort-cpu")
+    assert score.size == (2000, 1500)
+    hr = from_uint8(np.tile(synthetic_picture(5, 250), (6, 8, 1)))
+    lr = (resize(hr, (750, 1000), "bicubic") * 255).round() / 255
+    nearest = lr.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    assert abs(score.scores["model"][0] - psnr_y(nearest, hr, border=2)) < 1e-6  # tiles joined exactly
 
 
 @pytest.mark.parametrize(

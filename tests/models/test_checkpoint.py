@@ -11,7 +11,7 @@ from helpers import randomize_
 from safetensors.torch import load_file, save_file
 
 from vsparagon import models
-from vsparagon.descriptor import METADATA_KEY
+from vsparagon.catalogue.descriptor import METADATA_KEY
 from vsparagon.errors import CheckpointError
 from vsparagon.models.checkpoint import DIGEST_KEY, tensor_digest
 

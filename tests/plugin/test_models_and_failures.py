@@ -73,3 +73,41 @@ def test_vspipe_reports_a_failing_frame_and_exits(fixed_size_onnx, tmp_path):
     assert b"paragon.Upscale: frame" in result.stderr
     assert b"inference failed" in result.stderr
     assert b"Segmentation" not in result.stderr
+
+
+def _nearest_x2_needing_multiple_of_8(path: Path) -> Path:
+    """Nearest x2 through SpaceToDepth/DepthToSpace(8): it fails unless height and width are multiples of 8.
+
+    Its descriptor says so (``multiple_of=8``, radius 0), as a model with strided stages would.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    from vsparagon.catalogue import METADATA_KEY, ModelDescriptor
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    nodes = [
+        helper.make_node("SpaceToDepth", ["x"], ["s"], blocksize=8),
+        helper.make_node("DepthToSpace", ["s"], ["d"], blocksize=8, mode="DCR"),
+        helper.make_node("Resize", ["d", "", "scales"], ["y"], mode="nearest"),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "m8", [x], [y], initializer=[scales]), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    model.ir_version = 8
+    desc = ModelDescriptor(arch="onnx", variant="m8", scale=2, multiple_of=8, receptive_radius=0, fused=True)
+    helper.set_model_props(model, {METADATA_KEY: desc.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("tile", [0, 16])
+def test_a_model_needing_a_size_multiple_gets_padded_input(tmp_path, tile):
+    model = _nearest_x2_needing_multiple_of_8(tmp_path / "m8.onnx")
+    clip = noise_clip(36, 20)  # neither a multiple of 8
+    out = upscale(clip, model=str(model), backend="ort-cpu", tile=tile, overlap=0)
+    expected = np.repeat(np.repeat(planes(clip.get_frame(0)), 2, axis=1), 2, axis=2)
+    assert (out.width, out.height) == (72, 40)
+    assert np.abs(planes(out.get_frame(0)) - expected).max() < 1e-6

@@ -290,7 +290,7 @@ def test_an_installed_wheel_is_autoloaded_without_importing_vsparagon(wheel, tmp
         "clip = vs.core.std.BlankClip(width=24, height=16, format=vs.RGBS, color=[0.2, 0.5, 0.8])\n"
         "out = vs.core.paragon.Upscale(clip, variant='tiny')\n"
         "out.get_frame(0)\n"
-        "import vsparagon.runtime.source as s\n"
+        "import vsparagon.catalogue as s\n"
         "print(out.width, out.height, s.shipped_models()['paragonsr_tiny_x2'])\n"
     )
     # -S: no .pth files, so neither the editable vsparagon nor the real vapoursynth/plugins

@@ -13,9 +13,9 @@ import vapoursynth as vs
 from helpers import noise_clip, planes
 
 from vsparagon.plugin import formats, upscale
-from vsparagon.plugin.upscale import auto_streams
 from vsparagon.runtime import sessions
 from vsparagon.runtime.backends import make_backend
+from vsparagon.runtime.policy import auto_streams
 
 FORMATS = [
     vs.RGB24,

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _random_model(variant: str, scale: int) -> Path:
     """A random-init export of ``variant`` at ``scale``, made once in the cache folder."""
-    from vsparagon.runtime.backends.base import cache_dir
+    from vsparagon._files import cache_dir
 
     target = cache_dir() / "bench" / f"random_{variant}_x{scale}.onnx"
     if not target.exists():

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vsparagon.errors import InputError, MissingDependencyError
+from vsparagon.cli.extras import require
+from vsparagon.errors import InputError
 
 
 def add_parser(commands: Any) -> None:
@@ -45,12 +46,9 @@ def _pair(text: str, sep: str, what: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``paragon compare``."""
-    try:
-        from vsparagon.train.compare import compare
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"paragon compare needs the train extra: pip install 'vsparagon[train]' ({exc})"
-        ) from None
+    require("paragon compare", "train")
+    from vsparagon.tools.compare import compare
+
     models = []
     for item in args.model:
         label, sep, model = item.partition("=")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vsparagon.errors import MissingDependencyError
+from vsparagon.cli.extras import require
 
 
 def add_parser(commands: Any) -> None:
@@ -36,12 +36,9 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``paragon eval``."""
-    try:
-        from vsparagon.train import evaluate
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"paragon eval needs the train extra: pip install 'vsparagon[train]' ({exc})"
-        ) from None
+    require("paragon eval", "train")
+    from vsparagon.tools import evaluate
+
     lr_codec = evaluate.parse_codec(args.lr_codec) if args.lr_codec else None
     results = evaluate.evaluate(
         args.model, args.folder, scale=args.scale, backend=args.backend, threads=args.threads, lr_codec=lr_codec

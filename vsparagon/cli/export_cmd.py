@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vsparagon.errors import ConfigError, MissingDependencyError
+from vsparagon.cli.extras import require
+from vsparagon.errors import ConfigError
 
 DEFAULT_OPSET = 17  # mirrors vsparagon.export.DEFAULT_OPSET without importing torch
 
@@ -51,15 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() != ".onnx":
         raise ConfigError(f"output {str(args.output)!r} should end in .onnx")
 
-    try:
-        import torch
+    require("paragon export", "export")
+    import torch
 
-        from vsparagon import models
-        from vsparagon.export import export_onnx
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"paragon export needs PyTorch and ONNX ({exc.name} is missing): pip install 'vsparagon[export]'"
-        ) from None
+    from vsparagon import models
+    from vsparagon.export import export_onnx
 
     if checkpoint is not None:
         model = models.load(checkpoint, fused=True)

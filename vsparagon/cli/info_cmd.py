@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
 def gather() -> dict[str, Any]:
     """Everything ``paragon info`` reports, as plain data."""
+    from vsparagon.catalogue import shipped_models
     from vsparagon.runtime.backends import BACKENDS
-    from vsparagon.runtime.source import shipped_models
 
     return {
         "vsparagon": __version__,

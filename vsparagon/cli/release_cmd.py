@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vsparagon.errors import MissingDependencyError
+from vsparagon.cli.extras import require
 
 
 def add_parser(commands: Any) -> None:
@@ -42,14 +42,11 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``paragon release``."""
-    try:
-        from vsparagon.train.ship import release_run
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"paragon release needs the train extra: pip install 'vsparagon[train]' ({exc})"
-        ) from None
+    require("paragon release", "train")
+    from vsparagon.tools.release import release_run
+
     notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
-    from vsparagon.train.evaluate import parse_codec
+    from vsparagon.tools.evaluate import parse_codec
 
     codecs = [parse_codec(c) for c in args.lr_codec or []]
     done = release_run(

@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from vsparagon.errors import ConfigError, MissingDependencyError
+from vsparagon.cli.extras import require
+from vsparagon.errors import ConfigError
 
 
 def add_parser(commands: Any) -> None:
@@ -47,12 +46,11 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``paragon train``."""
-    try:
-        from vsparagon.train import config as config_mod
-    except ImportError as exc:  # pyyaml or torch missing
-        raise MissingDependencyError(
-            f"training needs the train extra: pip install 'vsparagon[train]' ({exc})"
-        ) from None
+    require("paragon train", "train")
+    import yaml
+
+    from vsparagon.train import config as config_mod
+
     if args.explain:
         print("\n".join(config_mod.explain()))
         return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from vsparagon.cli.extras import require
 from vsparagon.errors import MissingDependencyError
 
 
@@ -39,6 +40,7 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``paragon upscale``."""
+    require("paragon upscale", "video")
     try:
         from vsparagon.video.pipeline import UpscaleJob, upscale_file
     except ImportError as exc:

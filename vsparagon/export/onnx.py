@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from vsparagon._files import atomic_write
-from vsparagon.descriptor import METADATA_KEY, ModelDescriptor
+from vsparagon.catalogue.descriptor import METADATA_KEY, ModelDescriptor
 from vsparagon.errors import ExportError
 from vsparagon.models.fusion import fuse
 from vsparagon.models.paragonsr.arch import ParagonSR

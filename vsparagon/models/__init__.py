@@ -7,13 +7,15 @@ Public API::
     vsparagon.models.save(infer, "tiny_x2.safetensors")
     again = vsparagon.models.load("tiny_x2.safetensors")
 
+Names, variants and scales come from the torch-free :mod:`vsparagon.catalogue`.
 Importing this package imports torch.
 """
 
+from vsparagon.catalogue.table import SCALES, canonical_variant, check_scale, variant_names
 from vsparagon.models.checkpoint import load, read_descriptor, save
 from vsparagon.models.fusion import fuse, is_fused
 from vsparagon.models.paragonsr import VARIANTS, ParagonConfig, ParagonSR
-from vsparagon.models.registry import SCALES, canonical_variant, check_scale, create, describe, variant_names
+from vsparagon.models.registry import create, describe
 
 __all__ = [
     "SCALES",

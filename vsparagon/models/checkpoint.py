@@ -16,11 +16,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from vsparagon._files import atomic_write
-from vsparagon.descriptor import METADATA_KEY, ModelDescriptor
+from vsparagon.catalogue.descriptor import METADATA_KEY, ModelDescriptor
+from vsparagon.catalogue.files import read_safetensors_descriptor, safetensors_metadata
 from vsparagon.errors import CheckpointError, ConfigError
 from vsparagon.models.fusion import fuse
 from vsparagon.models.paragonsr.arch import ParagonSR
-from vsparagon.models.registry import ARCH, config_from_dict, describe
+from vsparagon.models.registry import BUILDERS, config_from_dict, describe
 
 #: Metadata key of the SHA-256 over all tensors (names, dtypes, shapes, bytes).
 DIGEST_KEY = "vsparagon_sha256"
@@ -55,31 +56,14 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def read_descriptor(path: str | os.PathLike[str]) -> ModelDescriptor:
-    """Read only the descriptor of a checkpoint (cheap: the weights are not loaded)."""
+    """Read only the descriptor of a checkpoint (cheap: the weights are not loaded; no torch needed)."""
     source = Path(path)
-    metadata = _read_metadata(source)
-    if METADATA_KEY not in metadata:
+    descriptor = read_safetensors_descriptor(source)
+    if descriptor.arch not in BUILDERS:
         raise CheckpointError(
-            f"{source}: a safetensors file without vsparagon metadata; it was not written by "
-            "vsparagon.models.save (foreign checkpoints are not supported)"
+            f"{source}: architecture {descriptor.arch!r} is not supported (expected one of {', '.join(BUILDERS)})"
         )
-    descriptor = ModelDescriptor.from_json(metadata[METADATA_KEY], source=str(source))
-    if descriptor.arch != ARCH:
-        raise CheckpointError(f"{source}: architecture {descriptor.arch!r} is not supported (expected {ARCH!r})")
     return descriptor
-
-
-def _read_metadata(source: Path) -> dict[str, str]:
-    _check_file(source)
-    try:
-        with safe_open(str(source), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{source}: not a readable safetensors checkpoint ({_first_line(exc)}); "
-            "the file is corrupted, truncated or of another format"
-        ) from None
-    return metadata
 
 
 def load(path: str | os.PathLike[str], *, fused: bool | None = None, device: str = "cpu") -> ParagonSR:
@@ -122,7 +106,7 @@ def load(path: str | os.PathLike[str], *, fused: bool | None = None, device: str
             f"{source}: could not read the tensors ({_first_line(exc)}); the file is corrupted"
         ) from None
     _check_state(model, state, source)
-    if _read_metadata(source).get(DIGEST_KEY) != tensor_digest(state):
+    if safetensors_metadata(source).get(DIGEST_KEY) != tensor_digest(state):
         raise CheckpointError(
             f"{source}: the weights fail their checksum; the file is corrupted (re-download or re-export it)"
         )
@@ -158,13 +142,6 @@ def _describe_keys(keys: list[str], what: str) -> str:
         return ""
     shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
     return f"{len(keys)} {what}: {shown}"
-
-
-def _check_file(source: Path) -> None:
-    if not source.exists():
-        raise CheckpointError(f"{source}: no such checkpoint file")
-    if not source.is_file():
-        raise CheckpointError(f"{source}: is not a file")
 
 
 def _first_line(exc: BaseException) -> str:

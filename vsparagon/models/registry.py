@@ -1,48 +1,19 @@
-"""Build models by name and describe them for the runtime."""
+"""Build the torch modules the catalogue names, and describe them for the runtime."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, fields
 from typing import Any
 
-from vsparagon.descriptor import ModelDescriptor
+from vsparagon.catalogue.descriptor import ModelDescriptor
+from vsparagon.catalogue.table import PARAGONSR, SCALES, canonical_variant, check_scale, variant_names
 from vsparagon.errors import ConfigError
 from vsparagon.models.fusion import is_fused
 from vsparagon.models.paragonsr.arch import ParagonConfig, ParagonSR
-from vsparagon.models.paragonsr.variants import VARIANTS
 
-#: Upscaling factors every variant supports.
-SCALES = (1, 2, 3, 4)
-ARCH = "paragonsr"
-
-
-def variant_names() -> list[str]:
-    """Registered variant names, smallest first."""
-    return list(VARIANTS)
-
-
-def canonical_variant(name: str) -> str:
-    """Map ``"tiny"`` or ``"paragonsr_tiny"`` (any case) to the registered name.
-
-    Raises:
-        ConfigError: listing the valid names when ``name`` is unknown.
-    """
-    if not isinstance(name, str):
-        raise ConfigError(f"variant must be a string, got {type(name).__name__}")
-    key = name.strip().lower()
-    if not key.startswith(f"{ARCH}_"):
-        key = f"{ARCH}_{key}"
-    if key not in VARIANTS:
-        short = ", ".join(v.removeprefix(f"{ARCH}_") for v in VARIANTS)
-        raise ConfigError(f"unknown variant {name!r}; valid variants: {short} (or with the '{ARCH}_' prefix)")
-    return key
-
-
-def check_scale(scale: object) -> int:
-    """Return ``scale`` if it is a supported upscaling factor, else raise ConfigError."""
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in SCALES:
-        raise ConfigError(f"unsupported scale {scale!r}; supported scales: {', '.join(map(str, SCALES))}")
-    return scale
+ARCH = PARAGONSR.name
+#: Architecture name -> the torch module built for its variants (the catalogue's table names them).
+BUILDERS: dict[str, type[ParagonSR]] = {ARCH: ParagonSR}
 
 
 def create(name: str, scale: int = 2) -> ParagonSR:
@@ -53,8 +24,8 @@ def create(name: str, scale: int = 2) -> ParagonSR:
         scale: upscaling factor, one of :data:`SCALES`.
     """
     variant = canonical_variant(name)
-    cfg = ParagonConfig(scale=check_scale(scale), **VARIANTS[variant])
-    return ParagonSR(cfg, variant=variant)
+    cfg = ParagonConfig(scale=check_scale(scale), **PARAGONSR.variants[variant])
+    return BUILDERS[ARCH](cfg, variant=variant)
 
 
 def config_from_dict(data: dict[str, Any], *, source: str) -> ParagonConfig:
@@ -86,3 +57,16 @@ def describe(model: ParagonSR) -> ModelDescriptor:
         fused=is_fused(model),
         config=asdict(cfg),
     )
+
+
+__all__ = [
+    "ARCH",
+    "BUILDERS",
+    "SCALES",
+    "canonical_variant",
+    "check_scale",
+    "config_from_dict",
+    "create",
+    "describe",
+    "variant_names",
+]

@@ -10,38 +10,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import vapoursynth as vs
 
-from vsparagon.errors import ConfigError, ParagonError
+from vsparagon.catalogue import SCALES
+from vsparagon.errors import ConfigError, MissingDependencyError, ParagonError
 from vsparagon.plugin import formats
-from vsparagon.runtime import tiling
 from vsparagon.runtime.backends import Session, backend_names
+from vsparagon.runtime.policy import JOINS, TilePlan, auto_streams, plan_frame
 from vsparagon.runtime.sessions import open_session, resolve_backend
-from vsparagon.runtime.source import SCALES, resolve
+from vsparagon.runtime.source import ModelSource, open_model, resolve
 
 PREFIX = "paragon.Upscale: "
-#: Memory all concurrent inference calls together may use when ``tile=0`` picks the tile size.
-DEFAULT_BUDGET_BYTES = 2048 * 1024 * 1024
-#: Working values per input pixel, per feature channel of the model, that a CPU runtime
-#: holds at its peak. Measured for tiny (dim 32) on 640x480 and 1280x1024 windows: ONNX
-#: Runtime 1,510 bytes per pixel on the CPU-rewritten graph (2,370 on the graph as given),
-#: OpenVINO 1,005; 20 x dim float32 values (2,620 bytes with input and output) covers all three.
-WORK_PER_CHANNEL = 20
-MAX_TILE = 8192
-JOINS = ("crop", "blend")
-
-
-@dataclass(frozen=True)
-class TilePlan:
-    """How each frame is cut: core size and overlap (input pixels) and the join."""
-
-    tile_h: int
-    tile_w: int
-    overlap: int
-    join: tiling.JoinMode
 
 
 def upscale(
@@ -72,7 +53,8 @@ def upscale(
             if it fits the memory budget, else the largest tile that does.
         overlap: context around each tile in input pixels; -1 = the model's receptive
             radius for ``join="crop"`` (tiled == whole frame), a smaller value for ``blend``.
-        fp16: half precision; None = the backend's default (off on CPU backends).
+        fp16: half precision; None = the backend's default for this model (full precision on the CPU
+            backends; half precision is refused for a model whose descriptor is not fp16-safe).
         threads: CPU threads for inference; 0 = all. CPU backends infer several frames at once
             (``min(core.num_threads, max(2, threads // 4))`` streams sharing the threads), which
             keeps every core busy; ``core.num_threads = 1`` runs one frame at a time on all threads.
@@ -126,17 +108,18 @@ def _upscale(
     source = resolve(variant=variant_v, scale=scale_v, model=model_v)
     streams = auto_streams(threads_v, vs.core.num_threads)
     config = resolve_backend(backend_v, source, fp16=fp16_v, threads=threads_v, device=device_v, streams=streams)
+    if source.kind == "checkpoint" and not config.runs_checkpoints:
+        source = _exported(source)
     session = open_session(config, source)
-    plan = _tile_plan(
-        clip,
-        scale_v,
-        source.descriptor.receptive_radius,
-        source.descriptor.config,
-        tile,
-        overlap,
-        join_v,
-        fp16_v,
-        budget=DEFAULT_BUDGET_BYTES // session.max_parallel,
+    plan = plan_frame(
+        source.descriptor,
+        height=clip.height,
+        width=clip.width,
+        fp16=config.fp16,
+        frames_in_flight=session.max_parallel,
+        tile=tile,
+        overlap=overlap,
+        join=join_v,
     )
 
     first = clip.get_frame(0).props  # colour metadata and alpha: rendered once, at creation
@@ -154,70 +137,17 @@ def _upscale(
 _FULL = formats.ColorInfo(matrix="709", full_range=True, chromaloc="left")
 
 
-def _tile_plan(
-    clip: vs.VideoNode,
-    scale: int,
-    radius: int,
-    config: dict[str, object],
-    tile: object,
-    overlap: object,
-    join: str,
-    fp16: bool,
-    *,
-    budget: int,
-) -> TilePlan:
-    if isinstance(tile, int) and not isinstance(tile, bool):
-        sizes = [tile]
-    elif isinstance(tile, Sequence) and not isinstance(tile, str) and len(tile) in (1, 2):
-        sizes = [_int("tile", t) for t in tile]
-    else:
-        raise ConfigError(f"tile must be an integer or [width, height], got {tile!r}")
-    if any(s < 0 or s > MAX_TILE for s in sizes):
-        raise ConfigError(f"tile must be 0 (automatic) or 1 to {MAX_TILE} pixels, got {tile!r}")
-    mode: tiling.JoinMode = "blend" if join == "blend" else "crop"
-    overlap_v = _int("overlap", overlap)
-    if overlap_v < -1:
-        raise ConfigError(f"overlap must be -1 (automatic) or >= 0 input pixels, got {overlap_v}")
-    if overlap_v == -1:
-        overlap_v = tiling.auto_overlap(radius, mode) if radius >= 0 else 16
-    if sizes == [0] or sizes == [0, 0]:
-        dim = config.get("dim")
-        tile_h, tile_w = tiling.auto_tile(
-            clip.height,
-            clip.width,
-            scale=scale,
-            channels=3,
-            bytes_per_value=2 if fp16 else 4,
-            budget_bytes=budget,
-            overlap=overlap_v,
-            work_factor=WORK_PER_CHANNEL * (dim if isinstance(dim, int) else 64),
-        )
-    else:
-        tile_w = sizes[0]
-        tile_h = sizes[1] if len(sizes) == 2 else sizes[0]
-        if 0 in (tile_w, tile_h):
-            raise ConfigError(f"tile sizes must all be > 0 unless tile=0, got {tile!r}")
-    split = [
-        (name, t) for name, t, size in (("width", tile_w, clip.width), ("height", tile_h, clip.height)) if t < size
-    ]
-    for name, t in split:
-        if overlap_v > t:
-            source = "the model's receptive radius" if overlap == -1 else "overlap"
-            raise ConfigError(
-                f"overlap {overlap_v} ({source}) is larger than the tile {name} {t}: more than 8/9 of every "
-                f"tile would be wasted; use tile >= {overlap_v}, or a smaller overlap (join='blend' needs less)"
-            )
-    return TilePlan(tile_h=min(tile_h, clip.height), tile_w=min(tile_w, clip.width), overlap=overlap_v, join=mode)
-
-
-def auto_streams(threads: int, core_threads: int) -> int:
-    """Frames a CPU backend infers at once: enough to keep every core busy, never more than VapourSynth requests.
-
-    Two frames on one thread each beat one frame on two threads (no synchronisation inside the
-    runtime); on many cores, streams of about four threads each keep the per-frame latency low.
-    """
-    cores = threads or os.cpu_count() or 1
-    return max(1, min(core_threads, cores, max(2, cores // 4)))
+def _exported(source: ModelSource) -> ModelSource:
+    """The checkpoint as an ONNX file (exported once into the cache): the export step needs PyTorch."""
+    try:
+        from vsparagon.export.cache import exported_onnx
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"running the checkpoint {source.path.name} on an ONNX backend needs PyTorch to export it "
+            f"({exc.name} is missing): pip install 'vsparagon[export]', or run "
+            f"`paragon export {source.path.name} -o model.onnx` elsewhere and pass model='model.onnx'"
+        ) from None
+    return open_model(exported_onnx(source.path, identity=source.identity))
 
 
 def _infer_node(rgb: vs.VideoNode, session: Session, plan: TilePlan) -> vs.VideoNode:
@@ -245,7 +175,6 @@ def _serial_infer_node(
     """:func:`_infer_node` for one frame at a time; frame n here is frame ``first + n * step`` of the clip."""
     s = session.scale
     blank = vs.core.std.BlankClip(rgb, width=rgb.width * s, height=rgb.height * s, keep=True)
-    whole = plan.tile_h >= rgb.height and plan.tile_w >= rgb.width
 
     def infer_frame(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
         try:
@@ -258,21 +187,7 @@ def _serial_infer_node(
         image = np.stack([np.asarray(src[p]) for p in range(3)])  # (3, H, W) float32
         frame = canvas.copy()
         planes = [np.asarray(frame[p]) for p in range(3)]  # writable views of the new frame
-        if whole:
-            out = session.run(image[None])[0]
-            for p in range(3):
-                np.copyto(planes[p], out[p])
-        else:  # tiles go straight into the frame: no full-size array beside it
-            tiling.run_tiled_into(
-                image,
-                session.run,
-                planes,
-                scale=s,
-                tile_h=plan.tile_h,
-                tile_w=plan.tile_w,
-                overlap=plan.overlap,
-                mode=plan.join,
-            )
+        plan.run_into(image, session.run, planes, scale=s)
         frame.props.clear()
         frame.props.update(src.props)
         return frame
@@ -286,10 +201,10 @@ def _int(name: str, value: object) -> int:
     return int(value)
 
 
-def _flag(name: str, value: object) -> bool:
-    """None/False/0 -> False, True/1 -> True (VapourSynth passes booleans as 0/1)."""
+def _flag(name: str, value: object) -> bool | None:
+    """None -> None (the default), False/0 -> False, True/1 -> True (VapourSynth passes booleans as 0/1)."""
     if value is None:
-        return False
+        return None
     if isinstance(value, bool):
         return value
     if isinstance(value, int | np.integer) and int(value) in (0, 1):

@@ -6,7 +6,8 @@ import importlib.util
 import sys
 import threading
 
-from vsparagon.runtime.backends import AUTO_ORDER, Backend, Session, make_backend
+from vsparagon.errors import ConfigError
+from vsparagon.runtime.backends import AUTO_ORDER, BACKENDS, Backend, Session, backend_names, make_backend
 from vsparagon.runtime.source import ModelSource
 
 _sessions: dict[str, Session] = {}
@@ -40,10 +41,25 @@ def open_session(backend: Backend, source: ModelSource) -> Session:
 
 
 def resolve_backend(
-    name: str, source: ModelSource, *, fp16: bool, threads: int, device: int, streams: int = 1
+    name: str, source: ModelSource, *, fp16: bool | None, threads: int, device: int, streams: int = 1
 ) -> Backend:
-    """Turn a ``backend=`` string (``auto`` included) into a backend config."""
+    """Turn a ``backend=`` string (``auto`` included) into a backend config.
+
+    ``fp16=None`` is the backend's default precision for this model (:meth:`Backend.default_fp16`).
+
+    Raises:
+        ConfigError: an unknown backend, or half precision asked of a model not marked fp16-safe.
+    """
     chosen = pick_auto() if name == "auto" else name
+    if chosen not in BACKENDS:
+        raise ConfigError(f"unknown backend {chosen!r}; valid backends: {', '.join(backend_names())}")
+    if fp16 is None:
+        fp16 = BACKENDS[chosen].default_fp16(source.descriptor)
+    elif fp16 and not source.descriptor.fp16_safe:
+        raise ConfigError(
+            f"model {source.path.name} is not marked fp16-safe (its output may overflow in half precision); "
+            "use fp16=False"
+        )
     return make_backend(chosen, fp16=fp16, threads=threads, device=device, streams=streams)
 
 

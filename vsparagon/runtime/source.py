@@ -1,8 +1,9 @@
-"""Where a model comes from: a shipped variant, an ONNX file or a checkpoint.
+"""Where a model comes from: a shipped release, an ONNX file or a checkpoint.
 
 A :class:`ModelSource` names one file and carries its descriptor, read from the
-file's own metadata (ONNX ``metadata_props`` or safetensors metadata), so the
-runtime never needs torch to learn a model's scale or receptive radius.
+file's own metadata by the torch-free :mod:`vsparagon.catalogue`, so the runtime
+never needs torch to learn a model's scale or receptive radius. A foreign ONNX
+graph (no descriptor) is run once on a small probe to learn its scale.
 """
 
 from __future__ import annotations
@@ -15,16 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vsparagon.descriptor import METADATA_KEY, ModelDescriptor
+from vsparagon.catalogue import ARCHITECTURES, UNKNOWN_RADIUS, ModelDescriptor, shipped_path
+from vsparagon.catalogue.files import read_onnx, read_safetensors_descriptor
 from vsparagon.errors import CheckpointError, ConfigError
-
-#: Folder of shipped, trained models (``models/`` at the repository root, or inside the package).
-SHIPPED_DIRS = (
-    Path(__file__).resolve().parents[1] / "shipped",
-    Path(__file__).resolve().parents[2] / "models",
-)
-VARIANTS = ("tiny", "xs", "s", "m", "l", "xl")
-SCALES = (1, 2, 3, 4)
 
 Kind = Literal["onnx", "checkpoint"]
 
@@ -58,15 +52,16 @@ def resolve(*, variant: str | None, scale: int, model: str | os.PathLike[str] | 
     """Find the model to run.
 
     Args:
-        variant: a shipped variant name (ignored when ``model`` is given).
+        variant: a shipped release key (``tiny``, ``tiny_video``; ignored when ``model`` is given).
         scale: the upscaling factor the caller expects; a model of another scale is an error.
-        model: a ``.onnx`` or ``.safetensors`` path used instead of a shipped variant.
+        model: a ``.onnx`` or ``.safetensors`` path used instead of a shipped release.
 
     Raises:
         ConfigError: unknown variant, scale not shipped, scale mismatch.
         CheckpointError: a missing, unreadable or foreign model file.
     """
-    source = open_model(Path(model)) if model is not None else _shipped(variant or "tiny", scale)
+    path = Path(model) if model is not None else shipped_path(variant or "tiny", scale)
+    source = open_model(path)
     if source.descriptor.scale != scale:
         raise ConfigError(
             f"model {source.path.name} upscales x{source.descriptor.scale}, but scale={scale} was asked; "
@@ -75,57 +70,6 @@ def resolve(*, variant: str | None, scale: int, model: str | os.PathLike[str] | 
     if source.descriptor.in_channels != 3 or source.descriptor.out_channels != 3:
         raise ConfigError(f"model {source.path.name} is not an RGB model (3 channels in and out)")
     return source
-
-
-def _shipped(variant: str, scale: int) -> ModelSource:
-    key = variant.strip().lower().removeprefix("paragonsr_")
-    available = shipped_models()
-    keys = sorted({_name_parts(name)[0] for name in available})
-    if key not in VARIANTS and key not in keys:
-        raise ConfigError(
-            f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}"
-            + (
-                f" (and shipped: {', '.join(k for k in keys if k not in VARIANTS)})"
-                if set(keys) - set(VARIANTS)
-                else ""
-            )
-        )
-    name = f"paragonsr_{key}_x{scale}"
-    if name in available:
-        return open_model(available[name])
-    listing = (
-        ", ".join(
-            f"variant={key!r} scale={scale}" for key, scale in sorted(map(_name_parts, available), key=_listing_order)
-        )
-        or "none yet"
-    )
-    raise ConfigError(
-        f"no trained model ships for variant {key!r} at scale {scale} (shipped: {listing}); "
-        "pick one of those, or pass model='path/to/model.onnx' "
-        "(e.g. from `paragon export --variant tiny --scale 2 --random-init`)"
-    )
-
-
-def _name_parts(name: str) -> tuple[str, int]:
-    """``paragonsr_tiny_video_x2`` -> ``("tiny_video", 2)``: the variant key and the scale."""
-    key, _, scale = name.removeprefix("paragonsr_").rpartition("_x")
-    return key, int(scale)
-
-
-def _listing_order(parts: tuple[str, int]) -> tuple[int, str, int]:
-    """The variant table's order (tiny, xs, ...), then other shipped names; scales ascending."""
-    key, scale = parts
-    return (VARIANTS.index(key) if key in VARIANTS else len(VARIANTS)), key, scale
-
-
-def shipped_models() -> dict[str, Path]:
-    """Shipped model name (e.g. ``paragonsr_tiny_x2``) -> its fp32 ONNX file."""
-    found: dict[str, Path] = {}
-    for folder in SHIPPED_DIRS:
-        if folder.is_dir():
-            for path in sorted(folder.glob("paragonsr_*_x[1-4].onnx")):
-                found.setdefault(path.stem, path)
-    return found
 
 
 _opened: dict[tuple[str, int, int], ModelSource] = {}
@@ -159,9 +103,13 @@ def _read_model(path: Path) -> ModelSource:
         descriptor, precision = _onnx_descriptor(path)
         return ModelSource(path=path, kind="onnx", descriptor=descriptor, precision=precision, identity=_identity(path))
     if suffix == ".safetensors":
-        from vsparagon.models.checkpoint import read_descriptor  # imports torch
-
-        return ModelSource(path=path, kind="checkpoint", descriptor=read_descriptor(path), identity=_identity(path))
+        descriptor = read_safetensors_descriptor(path)
+        if descriptor.arch not in ARCHITECTURES:
+            raise CheckpointError(
+                f"{path}: architecture {descriptor.arch!r} is not supported "
+                f"(expected one of {', '.join(ARCHITECTURES)})"
+            )
+        return ModelSource(path=path, kind="checkpoint", descriptor=descriptor, identity=_identity(path))
     raise CheckpointError(f"model {str(path)!r}: unknown file type {suffix!r}; use a .onnx or .safetensors file")
 
 
@@ -175,6 +123,16 @@ def ort_reason(exc: BaseException | str) -> str:
 
 def _onnx_descriptor(path: Path) -> tuple[ModelDescriptor, Literal["fp32", "fp16"]]:
     """Descriptor from vsparagon metadata, or probed from the graph for foreign ONNX files."""
+    info = read_onnx(path)
+    if info.inputs != 1 or info.outputs != 1:
+        raise CheckpointError(f"model {str(path)!r} must have one input and one output (an image-to-image model)")
+    if info.descriptor is not None:
+        return info.descriptor, info.precision
+    return _probe_foreign(path, info.precision, info.input_shape), info.precision
+
+
+def _probe_foreign(path: Path, precision: str, shape: tuple[int | str | None, ...]) -> ModelDescriptor:
+    """A foreign ONNX (e.g. another project's model): learn scale and channels by running it once."""
     import numpy as np
     import onnxruntime as ort
 
@@ -185,21 +143,10 @@ def _onnx_descriptor(path: Path) -> tuple[ModelDescriptor, Literal["fp32", "fp16
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise CheckpointError(f"model {str(path)!r} is not a loadable ONNX file ({ort_reason(exc)})") from None
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise CheckpointError(f"model {str(path)!r} must have one input and one output (an image-to-image model)")
-    precision: Literal["fp32", "fp16"] = "fp16" if inputs[0].type == "tensor(float16)" else "fp32"
-    if inputs[0].type not in ("tensor(float)", "tensor(float16)"):
-        raise CheckpointError(f"model {str(path)!r}: input type {inputs[0].type} is not float32 or float16")
-    props = session.get_modelmeta().custom_metadata_map
-    if METADATA_KEY in props:
-        return ModelDescriptor.from_json(props[METADATA_KEY], source=str(path)), precision
-    # A foreign ONNX (e.g. another project's model): learn scale and channels by running it once.
-    shape = inputs[0].shape
     channels = shape[1] if len(shape) == 4 and isinstance(shape[1], int) else 3
     probe = np.zeros((1, channels, 16, 16), dtype=np.float16 if precision == "fp16" else np.float32)
     try:
-        (out,) = session.run(None, {inputs[0].name: probe})
+        (out,) = session.run(None, {session.get_inputs()[0].name: probe})
     except Exception as exc:
         raise CheckpointError(
             f"model {str(path)!r} has no vsparagon metadata and failed on a 16x16 probe ({exc}); "
@@ -208,13 +155,12 @@ def _onnx_descriptor(path: Path) -> tuple[ModelDescriptor, Literal["fp32", "fp16
     scale = out.shape[-1] // 16
     if out.ndim != 4 or out.shape[-1] != 16 * scale or out.shape[-2] != 16 * scale or scale < 1:
         raise CheckpointError(f"model {str(path)!r}: output shape {out.shape} is not an integer upscale of 16x16")
-    descriptor = ModelDescriptor(
+    return ModelDescriptor(
         arch="onnx",
         variant=path.stem,
         scale=int(scale),
         in_channels=int(channels),
         out_channels=int(out.shape[1]),
-        receptive_radius=-1,  # unknown for a foreign graph
+        receptive_radius=UNKNOWN_RADIUS,
         fused=True,
     )
-    return descriptor, precision

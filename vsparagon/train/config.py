@@ -263,8 +263,9 @@ class TrainConfig:
     @property
     def run_name(self) -> str:
         """``name`` or ``paragonsr_<variant>_x<scale>``."""
-        variant = self.model.variant.lower().removeprefix("paragonsr_")
-        return self.name or f"paragonsr_{variant}_x{self.model.scale}"
+        from vsparagon.catalogue import ShippedName
+
+        return self.name or ShippedName.of(self.model.variant, self.model.scale).stem
 
 
 # --------------------------------------------------------------------------- loading
@@ -419,7 +420,7 @@ def _check(ok: bool, where: str, message: str) -> None:
 
 def validate(cfg: TrainConfig, where: str) -> None:
     """Checks that cross fields or need ranges (types are already checked)."""
-    from vsparagon.models.registry import canonical_variant, check_scale
+    from vsparagon.catalogue import canonical_variant, check_scale
 
     try:
         canonical_variant(cfg.model.variant)

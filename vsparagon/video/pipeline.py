@@ -20,8 +20,8 @@ from pathlib import Path
 import vapoursynth as vs
 
 import vsparagon.plugin  # noqa: F401  (OpenVINO before the core; registers core.paragon)
+from vsparagon._files import cache_dir
 from vsparagon.errors import ConfigError, InputError, MissingDependencyError, ParagonError
-from vsparagon.runtime.backends.base import cache_dir
 from vsparagon.runtime.source import ort_reason
 from vsparagon.video import encoders, ffmpeg
 from vsparagon.video.colour import tags_from_props

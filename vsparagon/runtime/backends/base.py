@@ -13,6 +13,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from vsparagon._files import atomic_write, cache_dir, cached_name, is_cached
+from vsparagon.catalogue.descriptor import ModelDescriptor
 from vsparagon.errors import MissingDependencyError, ParagonError
 from vsparagon.runtime.source import ModelSource
 
@@ -48,9 +50,11 @@ class Backend(ABC):
 
     name: ClassVar[str]
     """The ``backend=`` string that selects it."""
+    runs_checkpoints: ClassVar[bool] = False
+    """Whether it loads ``.safetensors`` checkpoints itself (others need the ONNX export)."""
 
     fp16: bool = False
-    """Run in half precision."""
+    """Run in half precision (``fp16=None`` in the plugin means :meth:`default_fp16`)."""
     threads: int = 0
     """CPU threads for inference (0 = the runtime's default, all cores)."""
     streams: int = 1
@@ -67,6 +71,11 @@ class Backend(ABC):
         """Why this backend cannot run in this process (for ``paragon info``), or None when it can."""
         return None
 
+    @classmethod
+    def default_fp16(cls, descriptor: ModelDescriptor) -> bool:
+        """The precision ``fp16=None`` means for ``descriptor``: full precision unless a backend says otherwise."""
+        return False
+
     def cache_key(self, source: ModelSource) -> str:
         """Identity of the session this config builds for ``source``."""
         from vsparagon.runtime.graph_rewrite import rewrite_enabled
@@ -75,17 +84,22 @@ class Backend(ABC):
 
 
 def onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
-    """An ONNX file for ``source``, converting a checkpoint (needs torch) into a cached export.
+    """The ONNX file to load for ``source``: the file itself, or its float16 conversion (cached).
+
+    A checkpoint must be exported first: that step needs PyTorch, which the runtime never
+    imports; the caller asks for it (``vsparagon.export.cache``) and passes the ONNX file.
 
     Returns:
         The path and whether that graph takes float16 input.
     """
-    if source.kind == "onnx":
-        if fp16 and source.precision == "fp32":
-            return _cached(source, "fp16", lambda dst: _convert_fp16(source.path, dst)), True
-        return source.path, source.precision == "fp16"
-    precision = "fp16" if fp16 else "fp32"
-    return _cached(source, precision, lambda dst: _export_checkpoint(source.path, dst, fp16=fp16)), fp16
+    if source.kind != "onnx":
+        raise BackendError(
+            f"{source.path.name} is a checkpoint; ONNX backends load ONNX files: export it with "
+            f"`paragon export {source.path.name} -o model.onnx` and pass model='model.onnx', or use backend='torch'"
+        )
+    if fp16 and source.precision == "fp32":
+        return _cached(source, "fp16", lambda dst: _convert_fp16(source.path, dst)), True
+    return source.path, source.precision == "fp16"
 
 
 def stream_threads(threads: int, streams: int) -> int:
@@ -111,8 +125,10 @@ def cpu_onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
         import onnx
     except ImportError:
         return path, fp16_io
-    tag = f"{'fp16' if fp16_io else 'fp32'}-cpu{graph_rewrite.REWRITE_VERSION}"
-    target = cache_dir() / "onnx" / f"{source.path.stem}-{source.identity}-{tag}.onnx"
+    # a conversion already in the cache carries its precision in its name
+    tag = f"cpu{graph_rewrite.REWRITE_VERSION}"
+    tag = tag if is_cached(path) else f"{'fp16' if fp16_io else 'fp32'}-{tag}"
+    target = cache_dir() / "onnx" / cached_name(path, source.identity, tag)
     if target.exists():
         return target, fp16_io
     try:
@@ -123,8 +139,6 @@ def cpu_onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
     if not report.changed:
         return path, fp16_io
     try:
-        from vsparagon._files import atomic_write
-
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, lambda tmp: onnx.save_model(rewritten, str(tmp)))
     except OSError as exc:
@@ -133,34 +147,13 @@ def cpu_onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
     return target, fp16_io
 
 
-def cache_dir() -> Path:
-    """Where converted models are kept (``$VSPARAGON_CACHE`` or ``~/.cache/vsparagon``)."""
-    base = os.environ.get("VSPARAGON_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vsparagon"
-    )
-    return Path(base)
-
-
 def _cached(source: ModelSource, precision: str, build: Callable[[Path], None]) -> Path:
     folder = cache_dir() / "onnx"
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{source.path.stem}-{source.identity}-{precision}.onnx"
+    target = folder / cached_name(source.path, source.identity, precision)
     if not target.exists():
         build(target)
     return target
-
-
-def _export_checkpoint(path: Path, target: Path, *, fp16: bool) -> None:
-    try:
-        from vsparagon import models
-        from vsparagon.export import export_onnx
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"running the checkpoint {path.name} on an ONNX backend needs PyTorch to export it "
-            f"({exc.name} is missing): pip install 'vsparagon[export]', or run "
-            f"`paragon export {path.name} -o model.onnx` elsewhere and pass model='model.onnx'"
-        ) from None
-    export_onnx(models.load(path, fused=True), target, fp16=fp16)
 
 
 def _convert_fp16(path: Path, target: Path) -> None:
@@ -173,7 +166,5 @@ def _convert_fp16(path: Path, target: Path) -> None:
             f"fp16 from the float32 graph {path.name} needs the onnx package: pip install onnx, "
             "or export an fp16 graph with `paragon export --fp16`"
         ) from None
-    from vsparagon._files import atomic_write
-
     proto = to_float16(onnx.load(str(path)))
     atomic_write(target, lambda tmp: onnx.save_model(proto, str(tmp)))

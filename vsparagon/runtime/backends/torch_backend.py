@@ -33,6 +33,7 @@ class TorchBackend(Backend):
     """Runs ``.safetensors`` checkpoints directly."""
 
     name = "torch"
+    runs_checkpoints = True
 
     def open(self, source: ModelSource) -> Session:
         if source.kind != "checkpoint":

@@ -77,8 +77,7 @@ def compare(
     """Write the comparison PNG; ``models`` is a list of ``(label, model file or shipped variant)``."""
     from PIL import Image, ImageDraw
 
-    from vsparagon.runtime import source as sources
-    from vsparagon.runtime.sessions import open_session, resolve_backend
+    from vsparagon.tools.sessions import open_named
 
     if not models:
         raise InputError("give at least one --model LABEL=FILE")
@@ -86,9 +85,7 @@ def compare(
         raise InputError(f"output folder {out.parent} does not exist")
     sessions = []
     for label, name in models:
-        is_file = Path(name).suffix.lower() in (".onnx", ".safetensors")
-        src = sources.resolve(variant=None if is_file else name, scale=scale, model=name if is_file else None)
-        sessions.append((label, open_session(resolve_backend("auto", src, fp16=False, threads=threads, device=0), src)))
+        sessions.append((label, open_named(name, scale=scale, threads=threads)[1]))
 
     rows = []
     for rgb in read_frames(clip, frames):

@@ -2,8 +2,8 @@
 
 LR inputs are made by bicubic (antialiased) downscaling of each HR picture, cropped
 to a multiple of the scale; scores are PSNR and SSIM on Y with ``border = scale``,
-as the SR literature reports them. The model runs through the same runtime as the
-VapourSynth plugin (tiled exactly when a picture is large).
+as the SR literature reports them. The model runs through the same runtime and tiling
+policy as the VapourSynth plugin (:func:`vsparagon.runtime.policy.plan_frame`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from vsparagon.errors import InputError
+from vsparagon.runtime.policy import DEFAULT_BUDGET_BYTES
 from vsparagon.train.data import IMAGE_EXTS
 from vsparagon.train.degrade import codec, from_uint8, resize
 from vsparagon.train.metrics import psnr_y, ssim_y
 
 METHODS = ("model", "bicubic", "lanczos")
-WHOLE_LIMIT = 768 * 768  # larger LR pictures are run tile by tile (exact: overlap = receptive radius)
 
 
 @dataclass(frozen=True)
@@ -63,23 +63,22 @@ def evaluate(
     backend: str = "auto",
     threads: int = 0,
     lr_codec: tuple[str, float] | None = None,
+    budget_bytes: int = DEFAULT_BUDGET_BYTES,
 ) -> list[Score]:
     """Score ``model`` (a .onnx/.safetensors file or a shipped variant) on every picture in ``folder``.
 
     ``lr_codec`` (e.g. ``("h264", 30)``) also compresses each LR picture with that codec and CRF
     (libx264/libx265, 4:2:0, as a short clip; deterministic), as video footage would be.
+    ``budget_bytes`` is the inference memory the tiling policy may plan for (as in the plugin).
     """
     from PIL import Image, ImageOps
 
-    from vsparagon.runtime import source as sources
-    from vsparagon.runtime.sessions import open_session, resolve_backend
-    from vsparagon.runtime.tiling import run_tiled
+    from vsparagon.runtime.policy import plan_frame
+    from vsparagon.tools.sessions import open_named
 
     files = pictures(folder)
-    is_file = Path(model).suffix.lower() in (".onnx", ".safetensors")
-    src = sources.resolve(variant=None if is_file else model, scale=scale, model=model if is_file else None)
+    src, session = open_named(model, scale=scale, backend=backend, threads=threads)
     s = src.descriptor.scale
-    session = open_session(resolve_backend(backend, src, fp16=False, threads=threads, device=0), src)
     results = []
     for path in files:
         try:
@@ -97,19 +96,9 @@ def evaluate(
             lr_u8 = codec(lr_u8, lr_codec[0], lr_codec[1], preset="medium", frames=3, rng=np.random.default_rng(0))
             lr_u8 = (lr_u8.clamp(0, 1) * 255).round() / 255
         x = lr_u8.numpy()[None]  # (1, 3, h/s, w/s)
-        if lr.shape[1] * lr.shape[2] <= WHOLE_LIMIT:
-            sr = session.run(x)[0]
-        else:
-            radius = src.descriptor.receptive_radius or 32
-            sr = run_tiled(
-                x[0],
-                lambda b: session.run(b),
-                scale=s,
-                tile_h=512,
-                tile_w=512,
-                overlap=radius,
-                multiple_of=src.descriptor.multiple_of,
-            )
+        # The plugin's policy: whole picture when it fits the memory budget, else exact tiles.
+        plan = plan_frame(src.descriptor, height=x.shape[2], width=x.shape[3], fp16=False, budget_bytes=budget_bytes)
+        sr = plan.run(x[0], session.run, scale=s)
         outputs = {
             "model": torch.from_numpy(np.asarray(sr, dtype=np.float32)).clamp(0, 1),
             "bicubic": F.interpolate(lr_u8[None], scale_factor=s, mode="bicubic", align_corners=False)[0].clamp(0, 1),

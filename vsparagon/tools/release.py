@@ -9,12 +9,13 @@ From a run folder (its newest checkpoint) or one training-state file, this write
   (``paragon eval`` on the validation folders), plus the training curves PNG.
 
 The files are what ``models/`` holds and what ``core.paragon.Upscale`` finds by
-variant and scale (``paragonsr_<variant>_x<scale>.onnx``).
+release key and scale (``paragonsr_<key>_x<scale>.onnx``, :mod:`vsparagon.catalogue.shipped`).
+The fused model and ONNX files are written by :func:`vsparagon.export.release.write_release`,
+the same path the end of ``paragon train`` takes.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import shutil
@@ -24,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from vsparagon.catalogue import ShippedName
 from vsparagon.errors import CheckpointError
-from vsparagon.models import checkpoint as model_files
-from vsparagon.models.fusion import fuse
+from vsparagon.export.release import write_release
 from vsparagon.models.registry import create
-from vsparagon.train import evaluate
+from vsparagon.tools import evaluate
 from vsparagon.train.config import TrainConfig, parse_config, to_plain
 from vsparagon.train.report import format_duration
 from vsparagon.train.state import list_states, load_state
@@ -81,8 +82,6 @@ def release_run(
         lr_codecs: also score with each LR compressed by these codecs, e.g. ``[("h264", 30)]``
             (``paragon eval --lr-codec``): the table that matters for a video model.
     """
-    from vsparagon.export.onnx import export_onnx
-
     path = find_state(source)
     state = load_state(path)
     cfg = parse_config(state.config, where=f"{path} (its stored config)")
@@ -90,14 +89,12 @@ def release_run(
     out.mkdir(parents=True, exist_ok=True)
 
     model = create(cfg.model.variant, cfg.model.scale)
-    weights = state.modules.get("ema", state.modules["model"])
-    model.load_state_dict(weights)
-    fused = fuse(copy.deepcopy(model).float().cpu().eval())
-    weights_path = out / f"{stem}.safetensors"
-    model_files.save(fused, weights_path)  # type: ignore[arg-type]
-    onnx_path, fp16_path = out / f"{stem}.onnx", out / f"{stem}_fp16.onnx"
-    report32 = export_onnx(fused, onnx_path)  # type: ignore[arg-type]
-    report16 = export_onnx(fused, fp16_path, fp16=True)  # type: ignore[arg-type]
+    model.load_state_dict(state.modules.get("ema", state.modules["model"]))
+    written = write_release(model, out, stem)
+    report32, report16 = written.onnx, written.onnx_fp16
+    if report32 is None or report16 is None:  # both are asked for above
+        raise RuntimeError("write_release skipped an ONNX file it was asked for")
+    weights_path, onnx_path, fp16_path = written.weights, report32.path, report16.path
 
     folders = val if val is not None else [Path(s.path) for s in cfg.data.val if s.kind == "images"]
     tables, quality = [], {}
@@ -127,8 +124,6 @@ def release_run(
         model_card(stem, cfg, state.step, state.extra, files, tables, curves, notes, source_state=path.name),
         encoding="utf-8",
     )
-    for written in (weights_path, onnx_path, fp16_path):
-        written.chmod(0o644)  # atomic writes create 0600 files; shipped files are for everyone to read
     (out / f"{stem}.quality.json").write_text(json.dumps({"step": state.step, "quality": quality}, indent=2) + "\n")
     return Released(weights_path, onnx_path, fp16_path, card, state.step, quality)
 
@@ -217,9 +212,10 @@ def model_card(
     """The Markdown model card."""
     d, o, lo = cfg.data, cfg.optim, cfg.loss
     history, seconds = _history(extra, step)
-    # paragonsr_<key>_x<scale> is what core.paragon.Upscale(variant=<key>) finds
-    key, _, tail = stem.removeprefix("paragonsr_").rpartition("_x")
-    shipped_name = stem.startswith("paragonsr_") and tail == str(cfg.model.scale) and bool(key)
+    # <arch>_<key>_x<scale> is what core.paragon.Upscale(variant=<key>) finds
+    shipped = ShippedName.parse(stem)
+    shipped_name = shipped is not None and shipped.scale == cfg.model.scale
+    key = shipped.selector if shipped is not None else ""
     lines = [
         f"# {stem}",
         "",

@@ -3,7 +3,7 @@
 The descriptor travels with every checkpoint (safetensors metadata) and every
 ONNX export (``metadata_props``), so that a runtime never has to inspect module
 internals. This module is pure Python: the runtime and the VapourSynth layer
-read descriptors without importing torch.
+read descriptors without importing torch (see :mod:`vsparagon.catalogue.files`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ from vsparagon.errors import CheckpointError
 METADATA_KEY = "vsparagon"
 #: Bumped when the checkpoint layout changes incompatibly.
 FORMAT_VERSION = 1
+#: ``receptive_radius`` of a model whose reach is not known (a foreign ONNX graph).
+UNKNOWN_RADIUS = -1
+#: Feature channels assumed for memory estimates when a descriptor has no ``config["dim"]``.
+DEFAULT_WORKING_CHANNELS = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,17 +39,33 @@ class ModelDescriptor:
     out_channels: int = 3
     """Output planes (3 = RGB)."""
     multiple_of: int = 1
-    """Input height and width must be a multiple of this (1 = any size)."""
+    """Input height and width must be a multiple of this (1 = any size); runtimes pad to it and crop back."""
     receptive_radius: int = 0
-    """How far, in input pixels, one output pixel can see; tiling overlap >= this is exact."""
+    """How far, in input pixels, one output pixel can see; tiling overlap >= this is exact.
+
+    :data:`UNKNOWN_RADIUS` (-1) means not known (a foreign ONNX graph): the tiling policy
+    (:func:`vsparagon.runtime.policy.plan_tiles_for`) then uses a documented default overlap.
+    """
     fp16_safe: bool = True
-    """Whether half-precision inference is expected to stay finite on [0, 1] inputs."""
+    """Whether half-precision inference is expected to stay finite on [0, 1] inputs.
+
+    A backend's default precision (``fp16=None``) uses half precision only for models that say so.
+    """
     fused: bool = False
     """True for the inference form (reparameterized branches merged)."""
     config: dict[str, Any] = field(default_factory=dict)
     """Architecture hyperparameters, enough to rebuild the module without the variant table."""
     format_version: int = FORMAT_VERSION
     """Checkpoint format version this descriptor was written with."""
+
+    @property
+    def working_channels(self) -> int:
+        """Feature channels the model's body holds per pixel (``config["dim"]``), for memory estimates.
+
+        :data:`DEFAULT_WORKING_CHANNELS` when the descriptor does not say (a foreign graph).
+        """
+        dim = self.config.get("dim")
+        return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else DEFAULT_WORKING_CHANNELS
 
     def to_json(self) -> str:
         """Serialize to the JSON string stored in file metadata."""

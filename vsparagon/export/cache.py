@@ -1,0 +1,31 @@
+"""Checkpoints exported to ONNX on demand, once, into the model cache.
+
+The runtime never imports torch, so it cannot turn a ``.safetensors`` checkpoint into
+a graph; a caller that wants an ONNX backend to run one asks for this export step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vsparagon import models
+from vsparagon._files import cache_dir, cached_name
+from vsparagon.export.onnx import export_onnx
+
+
+def exported_onnx(checkpoint: Path, *, identity: str) -> Path:
+    """The fp32 ONNX export of ``checkpoint`` (fused, parity-checked), built on first use.
+
+    Args:
+        checkpoint: a ``.safetensors`` file written by ``vsparagon.models.save``.
+        identity: the file's content identity (it names the cache entry, so an edited file is re-exported).
+    """
+    folder = cache_dir() / "onnx"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / cached_name(checkpoint, identity, "fp32")
+    if not target.exists():
+        export_onnx(models.load(checkpoint, fused=True), target)
+    return target
+
+
+__all__ = ["exported_onnx"]

@@ -1,0 +1,184 @@
+"""Tiling policy: how a frame of a given model is cut, from its descriptor and the memory at hand.
+
+:mod:`vsparagon.runtime.tiling` is the pure math (plan, pad, stitch); this module
+decides the numbers it is given. The VapourSynth filter and ``paragon eval`` both
+call :func:`plan_frame`, so a picture is cut the same way wherever it is upscaled.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vsparagon.catalogue.descriptor import ModelDescriptor
+from vsparagon.errors import ConfigError
+from vsparagon.runtime import tiling
+
+#: Memory all concurrent inference calls together may use when ``tile=0`` picks the tile size.
+DEFAULT_BUDGET_BYTES = 2048 * 1024 * 1024
+#: Working values per input pixel, per feature channel of the model, that a CPU runtime
+#: holds at its peak. Measured for tiny (dim 32) on 640x480 and 1280x1024 windows: ONNX
+#: Runtime 1,510 bytes per pixel on the CPU-rewritten graph (2,370 on the graph as given),
+#: OpenVINO 1,005; 20 x dim float32 values (2,620 bytes with input and output) covers all three.
+WORK_PER_CHANNEL = 20
+#: Overlap (input pixels) used when a model's receptive radius is unknown (a foreign ONNX graph).
+#: Tiles then join approximately; pass ``overlap`` (or ``tile`` = the frame) for exactness.
+UNKNOWN_RADIUS_OVERLAP = 16
+MAX_TILE = 8192
+JOINS: tuple[tiling.JoinMode, ...] = ("crop", "blend")
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How each frame is cut: core size and overlap (input pixels), the join and the size multiple."""
+
+    tile_h: int
+    tile_w: int
+    overlap: int
+    join: tiling.JoinMode
+    multiple_of: int = 1
+
+    def whole(self, height: int, width: int) -> bool:
+        """True when a ``height x width`` frame runs in one piece, as it is (no split, no padding)."""
+        return (
+            self.tile_h >= height
+            and self.tile_w >= width
+            and height % self.multiple_of == 0
+            and width % self.multiple_of == 0
+        )
+
+    def run(self, image: np.ndarray, infer: tiling.Infer, *, scale: int) -> np.ndarray:
+        """``(C, H, W)`` -> ``(C, H*scale, W*scale)`` float32: whole, or tile by tile as planned."""
+        if self.whole(image.shape[1], image.shape[2]):
+            return np.asarray(infer(image[None])[0], dtype=np.float32)
+        t = self
+        return tiling.run_tiled(
+            image, infer, scale=scale, tile_h=t.tile_h, tile_w=t.tile_w, overlap=t.overlap, mode=t.join,
+            multiple_of=t.multiple_of,
+        )  # fmt: skip
+
+    def run_into(self, image: np.ndarray, infer: tiling.Infer, planes: list[np.ndarray], *, scale: int) -> None:
+        """:meth:`run`, written into ``planes`` (writable ``(H*scale, W*scale)`` views, e.g. of a video frame)."""
+        if self.whole(image.shape[1], image.shape[2]):
+            out = infer(image[None])[0]
+            for p, plane in enumerate(planes):
+                np.copyto(plane, out[p])
+        else:  # tiles go straight into the planes: no full-size array beside them
+            t = self
+            tiling.run_tiled_into(
+                image, infer, planes, scale=scale, tile_h=t.tile_h, tile_w=t.tile_w, overlap=t.overlap, mode=t.join,
+                multiple_of=t.multiple_of,
+            )  # fmt: skip
+
+
+def plan_frame(
+    descriptor: ModelDescriptor,
+    *,
+    height: int,
+    width: int,
+    fp16: bool,
+    frames_in_flight: int = 1,
+    budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    tile: object = 0,
+    overlap: object = -1,
+    join: str = "crop",
+) -> TilePlan:
+    """Choose tile size, overlap and join for frames of ``height x width`` input pixels.
+
+    Args:
+        descriptor: the model (scale, receptive radius, size multiple, feature width).
+        height, width: the frame, in input pixels.
+        fp16: half-precision tensors (halves the memory per value).
+        frames_in_flight: inferences that run at once; they share ``budget_bytes``.
+        budget_bytes: memory for all of them together when the tile size is automatic.
+        tile: 0 (whole frame if it fits the budget, else the largest tile that does), a core
+            size ``N``, or ``[width, height]`` (checked here: user values come straight in).
+        overlap: context around each tile in input pixels; -1 = the receptive radius for
+            ``crop`` (exact), less for ``blend``; :data:`UNKNOWN_RADIUS_OVERLAP` when the radius is unknown.
+        join: ``crop`` (exact with overlap >= radius) or ``blend`` (feathered).
+
+    Raises:
+        ConfigError: a bad tile, overlap or join, naming the value and the fix.
+    """
+    sizes = _tile_sizes(tile)
+    if join not in JOINS:
+        raise ConfigError(f"join must be 'crop' or 'blend', got {join!r}")
+    mode: tiling.JoinMode = "blend" if join == "blend" else "crop"
+    if isinstance(overlap, bool) or not isinstance(overlap, numbers.Integral):
+        raise ConfigError(f"overlap must be an integer, got {overlap!r}")
+    overlap = int(overlap)
+    if overlap < -1:
+        raise ConfigError(f"overlap must be -1 (automatic) or >= 0 input pixels, got {overlap}")
+    radius = descriptor.receptive_radius
+    chosen = overlap
+    if overlap == -1:
+        chosen = tiling.auto_overlap(radius, mode) if radius >= 0 else UNKNOWN_RADIUS_OVERLAP
+    multiple = max(1, descriptor.multiple_of)
+    if sizes == [0] or sizes == [0, 0]:
+        tile_h, tile_w = tiling.auto_tile(
+            height,
+            width,
+            scale=descriptor.scale,
+            channels=descriptor.in_channels,
+            bytes_per_value=2 if fp16 else 4,
+            budget_bytes=budget_bytes // max(1, frames_in_flight),
+            overlap=chosen,
+            multiple_of=multiple,
+            work_factor=WORK_PER_CHANNEL * descriptor.working_channels,
+        )
+    else:
+        tile_w = sizes[0]
+        tile_h = sizes[1] if len(sizes) == 2 else sizes[0]
+        if 0 in (tile_w, tile_h):
+            raise ConfigError(f"tile sizes must all be > 0 unless tile=0, got {tile!r}")
+    for name, t, size in (("width", tile_w, width), ("height", tile_h, height)):
+        if t < size and chosen > t:
+            where = "the model's receptive radius" if overlap == -1 else "overlap"
+            raise ConfigError(
+                f"overlap {chosen} ({where}) is larger than the tile {name} {t}: more than 8/9 of every "
+                f"tile would be wasted; use tile >= {chosen}, or a smaller overlap (join='blend' needs less)"
+            )
+    return TilePlan(
+        tile_h=min(tile_h, height), tile_w=min(tile_w, width), overlap=chosen, join=mode, multiple_of=multiple
+    )
+
+
+def _tile_sizes(tile: object) -> list[int]:
+    if isinstance(tile, numbers.Integral) and not isinstance(tile, bool):
+        sizes = [int(tile)]
+    elif isinstance(tile, Sequence) and not isinstance(tile, str) and len(tile) in (1, 2):
+        sizes = list(tile)
+        for t in sizes:
+            if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+                raise ConfigError(f"tile must be an integer, got {t!r}")
+    else:
+        raise ConfigError(f"tile must be an integer or [width, height], got {tile!r}")
+    if any(s < 0 or s > MAX_TILE for s in sizes):
+        raise ConfigError(f"tile must be 0 (automatic) or 1 to {MAX_TILE} pixels, got {tile!r}")
+    return [int(s) for s in sizes]
+
+
+def auto_streams(threads: int, core_threads: int) -> int:
+    """Frames a CPU backend infers at once: enough to keep every core busy, never more than the host requests.
+
+    Two frames on one thread each beat one frame on two threads (no synchronisation inside the
+    runtime); on many cores, streams of about four threads each keep the per-frame latency low.
+    """
+    cores = threads or os.cpu_count() or 1
+    return max(1, min(core_threads, cores, max(2, cores // 4)))
+
+
+__all__ = [
+    "DEFAULT_BUDGET_BYTES",
+    "JOINS",
+    "MAX_TILE",
+    "UNKNOWN_RADIUS_OVERLAP",
+    "WORK_PER_CHANNEL",
+    "TilePlan",
+    "auto_streams",
+    "plan_frame",
+]
