@@ -77,7 +77,7 @@ class BuildPyWithModels(build_py):
     """``build_py`` that also copies the shipped models into the package.
 
     Editable installs find them in the repository's ``models/`` folder instead
-    (``vsparagon.runtime.source.SHIPPED_DIRS``), so nothing is copied there.
+    (``vsparagon.catalogue.shipped.SHIPPED_DIRS``), so nothing is copied there.
     """
 
     def run(self) -> None:

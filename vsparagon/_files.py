@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -48,5 +49,8 @@ def cached_name(source: Path, identity: str, tag: str) -> str:
 
 
 def is_cached(path: Path) -> bool:
-    """Whether ``path`` is a conversion in the model cache (``cache_dir()/onnx``)."""
-    return path.parent.resolve() == (cache_dir() / "onnx").resolve()
+    """Whether ``path`` is a conversion the model cache made (``cache_dir()/onnx/STEM-IDENTITY-TAG.onnx``)."""
+    return (
+        re.search(r"-[0-9a-f]{16}-(fp32|fp16)", path.stem) is not None
+        and path.parent.resolve() == (cache_dir() / "onnx").resolve()
+    )

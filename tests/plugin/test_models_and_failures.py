@@ -111,3 +111,22 @@ def test_a_model_needing_a_size_multiple_gets_padded_input(tmp_path, tile):
     expected = np.repeat(np.repeat(planes(clip.get_frame(0)), 2, axis=1), 2, axis=2)
     assert (out.width, out.height) == (72, 40)
     assert np.abs(planes(out.get_frame(0)) - expected).max() < 1e-6
+
+
+def test_a_checkpoint_in_half_precision_is_exported_as_fp16_once(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("VSPARAGON_CACHE", str(tmp_path / "cache"))
+    out = upscale(noise_clip(24, 16), model=str(checkpoint), backend="ort-cpu", fp16=True)
+    out.get_frame(0)
+    cached = sorted(p.name.split("-", 2)[-1] for p in (tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert cached == ["fp16-cpu1.onnx", "fp16.onnx"]  # the parity-checked fp16 export and its CPU rewrite
+
+
+def test_openvino_errors_keep_their_reason():
+    from vsparagon.runtime.backends.openvino import ov_reason
+
+    exc = RuntimeError(
+        "Exception from src/inference/src/cpp/core.cpp:84:\n"
+        "Check 'false' failed at src/frontends/onnx/frontend/src/frontend.cpp:1:\n"
+        "-- No conversion rule found for operations: NoSuchOp-17\n"
+    )
+    assert ov_reason(exc) == "-- No conversion rule found for operations: NoSuchOp-17"

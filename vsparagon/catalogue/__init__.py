@@ -1,4 +1,7 @@
-"""The model catalogue: what models exist and how they are described. Pure Python, no torch.
+"""The model catalogue: what models exist and how they are described. No torch, no runtime.
+
+Reading an ONNX file's metadata uses the ``onnx`` package (a base dependency); the rest is
+plain Python.
 
 * :mod:`~vsparagon.catalogue.table`: architectures, variants and scales (the seed's table, as data).
 * :mod:`~vsparagon.catalogue.descriptor`: the descriptor that travels with every model file.

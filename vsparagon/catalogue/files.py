@@ -67,7 +67,7 @@ def safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         metadata = header.get("__metadata__") or {}
         if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
             raise ValueError("__metadata__ is not a string map")
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{source}: not a readable safetensors checkpoint ({first}); "
@@ -116,8 +116,11 @@ def read_onnx(path: str | os.PathLike[str]) -> OnnxInfo:
     )
     props = {p.key: p.value for p in proto.metadata_props}
     descriptor = ModelDescriptor.from_json(props[METADATA_KEY], source=str(source)) if METADATA_KEY in props else None
-    if props.get(PRECISION_KEY, precision) not in ("fp32", "fp16"):
-        raise CheckpointError(f"{source}: unknown precision {props[PRECISION_KEY]!r} in metadata")
+    if props.get(PRECISION_KEY, precision) != precision:
+        raise CheckpointError(
+            f"{source}: its metadata says precision {props[PRECISION_KEY]!r}, but the graph takes {precision}; "
+            "the file was edited by another tool (re-export it with paragon export)"
+        )
     return OnnxInfo(
         descriptor=descriptor, precision=precision, inputs=len(inputs), outputs=len(graph.output), input_shape=dims
     )

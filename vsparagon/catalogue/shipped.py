@@ -76,7 +76,7 @@ def shipped_models() -> dict[str, Path]:
         if folder.is_dir():
             for path in folder.glob("*_x[1-9].onnx"):
                 name = ShippedName.parse(path.stem)
-                if name is not None and name.arch in ARCHITECTURES:
+                if name is not None and name.arch in ARCHITECTURES and name.scale in ARCHITECTURES[name.arch].scales:
                     found.setdefault(name, path)
     return {name.stem: found[name] for name in sorted(found, key=_listing_order)}
 

@@ -6,7 +6,6 @@ missing modules (exit 2), instead of an ImportError from deep inside.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 
 from vsparagon.errors import MissingDependencyError
@@ -17,19 +16,15 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "onnx", "yaml", "PIL", "av", "matplotlib"),
     "video": ("imageio_ffmpeg",),
 }
-#: Extra -> packages it installs that have no Python module (VapourSynth plugins), found by distribution.
-PLUGINS: dict[str, tuple[str, ...]] = {"video": ("vapoursynth-bestsource",)}
 
 
 def missing(extra: str) -> list[str]:
-    """The modules (and plugin packages) of ``extra`` that are not installed here, found without importing them."""
-    absent = [name for name in EXTRAS[extra] if importlib.util.find_spec(name) is None]
-    for dist in PLUGINS.get(extra, ()):
-        try:
-            importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            absent.append(dist)
-    return absent
+    """The modules of ``extra`` that cannot be imported here, found without importing them.
+
+    (bestsource, a VapourSynth plugin with no Python module, is checked where it is used:
+    it may come from another installer than pip.)
+    """
+    return [name for name in EXTRAS[extra] if importlib.util.find_spec(name) is None]
 
 
 def require(command: str, extra: str) -> None:

@@ -13,18 +13,19 @@ from vsparagon._files import cache_dir, cached_name
 from vsparagon.export.onnx import export_onnx
 
 
-def exported_onnx(checkpoint: Path, *, identity: str) -> Path:
-    """The fp32 ONNX export of ``checkpoint`` (fused, parity-checked), built on first use.
+def exported_onnx(checkpoint: Path, *, identity: str, fp16: bool = False) -> Path:
+    """The ONNX export of ``checkpoint`` (fused, parity-checked against PyTorch), built on first use.
 
     Args:
         checkpoint: a ``.safetensors`` file written by ``vsparagon.models.save``.
         identity: the file's content identity (it names the cache entry, so an edited file is re-exported).
+        fp16: a float16 graph (its parity check is the one ``paragon export --fp16`` makes).
     """
     folder = cache_dir() / "onnx"
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / cached_name(checkpoint, identity, "fp32")
+    target = folder / cached_name(checkpoint, identity, "fp16" if fp16 else "fp32")
     if not target.exists():
-        export_onnx(models.load(checkpoint, fused=True), target)
+        export_onnx(models.load(checkpoint, fused=True), target, fp16=fp16)
     return target
 
 

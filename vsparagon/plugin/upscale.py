@@ -109,7 +109,7 @@ def _upscale(
     streams = auto_streams(threads_v, vs.core.num_threads)
     config = resolve_backend(backend_v, source, fp16=fp16_v, threads=threads_v, device=device_v, streams=streams)
     if source.kind == "checkpoint" and not config.runs_checkpoints:
-        source = _exported(source)
+        source = _exported(source, fp16=config.fp16)
     session = open_session(config, source)
     plan = plan_frame(
         source.descriptor,
@@ -137,7 +137,7 @@ def _upscale(
 _FULL = formats.ColorInfo(matrix="709", full_range=True, chromaloc="left")
 
 
-def _exported(source: ModelSource) -> ModelSource:
+def _exported(source: ModelSource, *, fp16: bool) -> ModelSource:
     """The checkpoint as an ONNX file (exported once into the cache): the export step needs PyTorch."""
     try:
         from vsparagon.export.cache import exported_onnx
@@ -147,7 +147,7 @@ def _exported(source: ModelSource) -> ModelSource:
             f"({exc.name} is missing): pip install 'vsparagon[export]', or run "
             f"`paragon export {source.path.name} -o model.onnx` elsewhere and pass model='model.onnx'"
         ) from None
-    return open_model(exported_onnx(source.path, identity=source.identity))
+    return open_model(exported_onnx(source.path, identity=source.identity, fp16=fp16))
 
 
 def _infer_node(rgb: vs.VideoNode, session: Session, plan: TilePlan) -> vs.VideoNode:

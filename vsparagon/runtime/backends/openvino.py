@@ -90,7 +90,7 @@ class OpenVino(Backend):
         try:
             model = core.read_model(str(path))
         except Exception as exc:
-            raise BackendError(f"OpenVINO could not read {path.name}: {str(exc).splitlines()[0][:300]}") from None
+            raise BackendError(f"OpenVINO could not read {path.name}: {ov_reason(exc)}") from None
         streams = max(1, self.streams)
         config = {
             # one stream on every thread, or ``streams`` streams sharing them (one infer request each)
@@ -111,3 +111,11 @@ class OpenVino(Backend):
         except (BackendError, MissingDependencyError) as exc:
             return str(exc)
         return None
+
+
+def ov_reason(exc: BaseException) -> str:
+    """The human part of an OpenVINO error: its C++ source locations and check headers dropped, one line."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    kept = [line for line in lines if line and not line.startswith(("Exception from ", "Check '"))]
+    text = " ".join(kept or lines[:1]) or type(exc).__name__
+    return text if len(text) <= 300 else text[:150] + " ... " + text[-150:]
