@@ -47,7 +47,7 @@ def test_fused_form_round_trip_and_metadata(tmp_path):
     assert (descriptor.arch, descriptor.variant, descriptor.scale) == ("paragonsr", "paragonsr_xs", 4)
     assert descriptor.receptive_radius == fused.receptive_radius
     assert descriptor.config["dim"] == 48
-    assert descriptor.format_version == 1
+    assert descriptor.format_version == 2
     loaded = models.load(path)
     assert models.is_fused(loaded)
     assert not loaded.training

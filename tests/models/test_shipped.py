@@ -188,3 +188,32 @@ def test_an_unshipped_variant_or_scale_lists_what_ships():
         assert "variant='tiny' scale=4" in message
         assert "variant='xs' scale=2" in message
         assert "variant='tiny_video' scale=2" in message
+
+
+#: Format-1 (unbounded gate) models that fail the stress bar today; strict: each must keep failing
+#: until it is replaced by a retrained bounded model (xs x2 happens to stay within the bar).
+BLOWN_UP_UNTIL_RETRAINED = {"paragonsr_tiny_x2", "paragonsr_tiny_x4", "paragonsr_tiny_video_x2"}
+
+
+def _stress_photo() -> np.ndarray:
+    from vsparagon.train.data import synthetic_picture
+
+    return synthetic_picture(11, 96).transpose(2, 0, 1).astype(np.float32) / 255
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("stem", SHIPPED)
+def test_each_shipped_model_survives_the_stress_patterns(stem, precision, request):
+    from vsparagon.export.stress import STRESS_BOUND, stress_inputs, worst
+
+    path = MODELS / (f"{stem}_fp16.onnx" if precision == "fp16" else f"{stem}.onnx")
+    descriptor = source.open_model(path).descriptor
+    if descriptor.config.get("gate") == "gelu" and stem in BLOWN_UP_UNTIL_RETRAINED:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="unbounded gelu gate (format 1): blows up"))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    dtype = np.float16 if precision == "fp16" else np.float32
+    results = {
+        name: worst(session.run(None, {"input": x.astype(dtype)})[0])
+        for name, x in stress_inputs(_stress_photo()).items()
+    }
+    assert max(results.values()) <= STRESS_BOUND, results

@@ -130,3 +130,10 @@ def test_openvino_errors_keep_their_reason():
         "-- No conversion rule found for operations: NoSuchOp-17\n"
     )
     assert ov_reason(exc) == "-- No conversion rule found for operations: NoSuchOp-17"
+
+
+def test_half_precision_on_a_model_that_is_not_fp16_safe_is_refused():
+    # The shipped format-1 models have the unbounded gate: fp16 can give inf/NaN frames.
+    with pytest.raises(vs.Error, match=r"paragon\.Upscale: model paragonsr_tiny_x4\.onnx is not marked fp16-safe"):
+        upscale(noise_clip(16, 16), variant="tiny", scale=4, backend="ort-cpu", fp16=True)
+    assert upscale(noise_clip(16, 16), variant="tiny", scale=4, backend="ort-cpu").width == 64  # fp16=None: fp32

@@ -16,8 +16,11 @@ from vsparagon.errors import CheckpointError
 
 #: Key under which the descriptor JSON is stored in safetensors and ONNX metadata.
 METADATA_KEY = "vsparagon"
-#: Bumped when the checkpoint layout changes incompatibly.
-FORMAT_VERSION = 1
+#: Bumped when the checkpoint layout changes incompatibly. 2: the block design is recorded
+#: (ParagonSR ``config["gate"]``); version-1 files are read as the unbounded ``gelu`` design.
+FORMAT_VERSION = 2
+#: Versions this vsparagon reads (older ones are migrated on reading, see :func:`_migrate`).
+READABLE_VERSIONS = (1, 2)
 #: ``receptive_radius`` of a model whose reach is not known (a foreign ONNX graph).
 UNKNOWN_RADIUS = -1
 #: Feature channels assumed for memory estimates when a descriptor has no ``config["dim"]``.
@@ -44,7 +47,7 @@ class ModelDescriptor:
     """How far, in input pixels, one output pixel can see; tiling overlap >= this is exact.
 
     :data:`UNKNOWN_RADIUS` (-1) means not known (a foreign ONNX graph): the tiling policy
-    (:func:`vsparagon.runtime.policy.plan_tiles_for`) then uses a documented default overlap.
+    (:func:`vsparagon.runtime.policy.plan_frame`) then uses a documented default overlap.
     """
     fp16_safe: bool = True
     """Whether half-precision inference is expected to stay finite on [0, 1] inputs.
@@ -85,11 +88,13 @@ class ModelDescriptor:
         if not isinstance(data, dict):
             raise CheckpointError(f"{source}: the vsparagon metadata is not a JSON object")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise CheckpointError(
                 f"{source}: checkpoint format version {version!r} is not supported "
-                f"(this vsparagon reads version {FORMAT_VERSION}); upgrade vsparagon or re-save the model"
+                f"(this vsparagon reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
+                "upgrade vsparagon or re-save the model"
             )
+        data = _migrate(data)
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
@@ -100,3 +105,20 @@ class ModelDescriptor:
             return cls(**data)
         except TypeError as exc:
             raise CheckpointError(f"{source}: incomplete vsparagon metadata ({exc})") from None
+
+
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 descriptor in today's terms; the model itself is unchanged.
+
+    Version 1 had one ParagonSR block design, the unbounded ``gelu`` gate: its config gets
+    ``gate: "gelu"`` (so it rebuilds exactly) and ``fp16_safe`` becomes false (it overflows
+    fp16 on ordinary patterns). The file still loads and runs as it always did.
+    """
+    if data.get("format_version") != 1:
+        return data
+    data = dict(data)
+    if data.get("arch") == "paragonsr" and isinstance(data.get("config"), dict):
+        data["config"] = {"gate": "gelu", **data["config"]}
+        data["fp16_safe"] = False
+    data["format_version"] = FORMAT_VERSION
+    return data

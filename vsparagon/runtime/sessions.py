@@ -57,8 +57,8 @@ def resolve_backend(
         fp16 = BACKENDS[chosen].default_fp16(source.descriptor)
     elif fp16 and not source.descriptor.fp16_safe:
         raise ConfigError(
-            f"model {source.path.name} is not marked fp16-safe (its output may overflow in half precision); "
-            "use fp16=False"
+            f"model {source.path.name} is not marked fp16-safe (its unbounded design can overflow half precision "
+            "to inf/NaN on ordinary patterns); use fp16=False (or leave fp16 unset), or a model of a bounded design"
         )
     return make_backend(chosen, fp16=fp16, threads=threads, device=device, streams=streams)
 

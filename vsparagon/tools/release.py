@@ -32,6 +32,7 @@ from vsparagon.models.registry import create
 from vsparagon.tools import evaluate
 from vsparagon.train.config import TrainConfig, parse_config, to_plain
 from vsparagon.train.report import format_duration
+from vsparagon.train.run import trained_gate
 from vsparagon.train.state import list_states, load_state
 
 
@@ -88,7 +89,7 @@ def release_run(
     stem = name or cfg.run_name
     out.mkdir(parents=True, exist_ok=True)
 
-    model = create(cfg.model.variant, cfg.model.scale)
+    model = create(cfg.model.variant, cfg.model.scale, gate=trained_gate(state.config))
     model.load_state_dict(state.modules.get("ema", state.modules["model"]))
     written = write_release(model, out, stem)
     report32, report16 = written.onnx, written.onnx_fp16

@@ -203,7 +203,7 @@ def setup(cfg: TrainConfig, out: Path, *, resume: bool) -> Run:
     seed = cfg.train.seed
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-    model = create(cfg.model.variant, cfg.model.scale)
+    model = create(cfg.model.variant, cfg.model.scale, gate=cfg.model.gate)
     if cfg.model.init:
         load_initial(model, Path(cfg.model.init), strict=cfg.model.init_strict, log_main=job.main)
     model.to(device).train()
@@ -306,7 +306,8 @@ def resume_from(run: Run, path: Path) -> None:
     state = load_state(path)
     cfg = run.cfg
     trained = {k: state.config["model"].get(k) for k in ("variant", "scale")}
-    if trained != {"variant": cfg.model.variant, "scale": cfg.model.scale}:
+    trained["gate"] = trained_gate(state.config)
+    if trained != {"variant": cfg.model.variant, "scale": cfg.model.scale, "gate": cfg.model.gate}:
         raise CheckpointError(
             f"{path}: trained a different model ({state.config['model']}); resume needs the same model section"
         )
@@ -423,6 +424,12 @@ def initial_weights(path: Path) -> dict[str, torch.Tensor]:
         load_fused_state(trainable, stored.state_dict())
         return trainable.state_dict()
     return state.modules.get("ema", state.modules["model"])
+
+
+def trained_gate(stored_config: dict[str, Any]) -> str:
+    """The block design a training state's stored config trained: states from before the
+    design was a setting (no ``model.gate``) trained the original ``gelu`` gate."""
+    return str(stored_config.get("model", {}).get("gate", "gelu"))
 
 
 __all__ = [

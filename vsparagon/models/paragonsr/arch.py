@@ -12,12 +12,17 @@ whole-frame inference.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
 from vsparagon.errors import InputError
 from vsparagon.models.layers.reparam import RepConv2d
+
+#: How a block's feed-forward gates (see :class:`GatedFFN`).
+Gate = Literal["gelu", "softcap", "sigmoid", "rmsnorm"]
+GATES: tuple[Gate, ...] = ("gelu", "softcap", "sigmoid", "rmsnorm")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +50,15 @@ class ParagonConfig:
     branch_ratio: float = 0.25
     """Share of channels given to each of the three depthwise branches (the rest: identity)."""
     layer_scale_init: float = 1e-2
-    """Initial residual branch scale; small values keep deep variants stable and fp16-safe."""
+    """Initial residual branch scale; small values keep deep variants stable."""
+    gate: Gate = "softcap"
+    """The FFN's gate. ``gelu``: ``gelu(g) * v``, quadratic in the input and unbounded (the design
+    of checkpoint format 1, which blows up on 1-px checkerboards and overflows fp16). The bounded
+    designs grow at most linearly with the input, using per-pixel operations only (tiling stays
+    exact): ``softcap``: ``gelu(c * tanh(g / c)) * v``; ``sigmoid``: ``sigmoid(g) * v``;
+    ``rmsnorm``: a per-pixel channel RMSNorm before ``gelu(g) * v``."""
+    gate_cap: float = 4.0
+    """``c`` of the ``softcap`` gate: the gate stays in [-0.17, c]."""
 
     @property
     def receptive_radius(self) -> int:
@@ -89,22 +102,57 @@ class InceptionDWConv2d(nn.Module):
         return torch.cat((ident, self.square(sq), self.band_w(bw), self.band_h(bh)), dim=1)
 
 
-class GatedFFN(nn.Module):
-    """Pointwise gated feed-forward: ``out(act(g) * i)`` with ``g, i`` from one 1x1 conv."""
+class ChannelRMSNorm(nn.Module):
+    """Per-pixel RMS normalisation over channels, with a learned per-channel gain.
 
-    def __init__(self, dim: int, *, expansion: float, layer_scale: float) -> None:
+    Statistics are per pixel (never over the image), so tiled output equals whole-frame output.
+    """
+
+    def __init__(self, dim: int, *, eps: float = 1e-6) -> None:
         super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
+        rms = torch.sqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)  # (B, 1, H, W)
+        return x / rms * self.weight.view(1, -1, 1, 1)
+
+
+class GatedFFN(nn.Module):
+    """Pointwise gated feed-forward: ``out(gate(g) * v)`` with ``g, v`` from one 1x1 conv.
+
+    ``gate`` is one of :data:`GATES` (see :attr:`ParagonConfig.gate`): every design but ``gelu``
+    keeps the output linear in ``v``, so a block cannot square a magnitude.
+    """
+
+    def __init__(
+        self, dim: int, *, expansion: float, layer_scale: float, gate: Gate = "gelu", cap: float = 4.0
+    ) -> None:
+        super().__init__()
+        if gate not in GATES:
+            raise ValueError(f"unknown gate {gate!r}; one of {', '.join(GATES)}")
         hidden = max(1, int(dim * expansion))
         self.hidden = hidden
+        self.gate = gate
+        self.cap = cap
+        self.norm = ChannelRMSNorm(dim) if gate == "rmsnorm" else None
         self.proj_in = nn.Conv2d(dim, 2 * hidden, 1)
         self.act = nn.GELU()
         # A 1x1 RepConv with no extra branches: it only exists to fold the layer scale.
         self.proj_out = RepConv2d(hidden, dim, 1, layer_scale=layer_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
+        if self.norm is not None:
+            x = self.norm(x)
         # A static split (not chunk) exports as one Split node with constant sizes.
         gate, value = torch.split(self.proj_in(x), [self.hidden, self.hidden], dim=1)
-        return self.proj_out(self.act(gate) * value)
+        if self.gate == "softcap":
+            gate = self.act(self.cap * torch.tanh(gate / self.cap))
+        elif self.gate == "sigmoid":
+            gate = torch.sigmoid(gate)
+        else:
+            gate = self.act(gate)
+        return self.proj_out(gate * value)
 
 
 class ParagonBlock(nn.Module):
@@ -118,7 +166,9 @@ class ParagonBlock(nn.Module):
         self.mixer = RepConv2d(
             cfg.dim, cfg.dim, 3, aux_kernels=[1], identity=True, expand=1, layer_scale=cfg.layer_scale_init
         )
-        self.ffn = GatedFFN(cfg.dim, expansion=cfg.ffn_expansion, layer_scale=cfg.layer_scale_init)
+        self.ffn = GatedFFN(
+            cfg.dim, expansion=cfg.ffn_expansion, layer_scale=cfg.layer_scale_init, gate=cfg.gate, cap=cfg.gate_cap
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
         x = x + self.mixer(self.context(x))
