@@ -47,10 +47,10 @@ class ModelSection:
 
     variant: str = doc("tiny", "ParagonSR variant: tiny, xs, s, m, l or xl.")
     scale: int = doc(2, "Upscaling factor, 1-4.")
-    gate: Literal["softcap", "sigmoid", "rmsnorm", "gelu"] = doc(
-        "softcap",
-        "Block design (the FFN gate): softcap, sigmoid or rmsnorm are bounded (linear in the input, finite in "
-        "fp16); gelu is the unbounded design of format-1 models, kept to continue them.",
+    gate: Literal["rmsnorm", "softcap", "sigmoid", "gelu"] = doc(
+        "rmsnorm",
+        "Block design (the FFN): rmsnorm, softcap or sigmoid are bounded (linear in the input, finite in fp16; "
+        "docs/block-design.md compares them); gelu is the unbounded design of format-1 models, kept to continue them.",
     )
     init: str | None = doc(None, "Training-form checkpoint (.safetensors) to start from instead of fresh weights.")
     init_strict: bool = doc(
