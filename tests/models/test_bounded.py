@@ -126,3 +126,16 @@ def test_new_checkpoints_record_the_design():
 def test_an_unknown_gate_is_refused():
     with pytest.raises(ConfigError, match="unknown gate 'relu'; one of gelu, softcap, sigmoid, rmsnorm"):
         models.create("tiny", gate="relu")
+
+
+def test_a_checkpoint_naming_an_unknown_design_is_refused(tmp_path):
+    from vsparagon.errors import CheckpointError
+
+    path = tmp_path / "m.safetensors"
+    models.save(models.create("tiny"), path)
+    tensors = load_file(str(path))
+    descriptor = json.loads(models.read_descriptor(path).to_json())
+    descriptor["config"]["gate"] = "swish"
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(descriptor), DIGEST_KEY: tensor_digest(tensors)})
+    with pytest.raises(CheckpointError, match="unknown gate 'swish'"):
+        models.load(path)

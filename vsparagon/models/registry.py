@@ -54,6 +54,7 @@ def config_from_dict(data: dict[str, Any], *, source: str) -> ParagonConfig:
     except TypeError as exc:
         raise ConfigError(f"{source}: incomplete ParagonSR config ({exc})") from None
     check_scale(cfg.scale)
+    _check_gate(cfg.gate)
     return cfg
 
 
@@ -68,7 +69,7 @@ def describe(model: ParagonSR) -> ModelDescriptor:
         out_channels=cfg.out_channels,
         multiple_of=1,
         receptive_radius=cfg.receptive_radius,
-        fp16_safe=cfg.gate != "gelu",  # the bounded designs stay finite in fp16 (tests/models/test_stress.py)
+        fp16_safe=cfg.gate != "gelu",  # the bounded designs stay finite in fp16 (tests/models/test_bounded.py)
         fused=is_fused(model),
         config=asdict(cfg),
     )
