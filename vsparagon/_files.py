@@ -37,6 +37,21 @@ def cache_dir() -> Path:
     return Path(base)
 
 
+def model_cache() -> Path:
+    """The folder of converted ONNX files (exports, fp16 conversions, CPU rewrites)."""
+    return cache_dir() / "onnx"
+
+
+def cached_conversion(source: Path, identity: str, tag: str, build: Callable[[Path], object]) -> Path:
+    """The conversion ``tag`` of ``source`` in :func:`model_cache`, made by ``build(target)`` on first use."""
+    folder = model_cache()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / cached_name(source, identity, tag)
+    if not target.exists():
+        build(target)
+    return target
+
+
 def cached_name(source: Path, identity: str, tag: str) -> str:
     """File name of a conversion of ``source`` (``STEM-IDENTITY-TAG.onnx``).
 
@@ -52,5 +67,5 @@ def is_cached(path: Path) -> bool:
     """Whether ``path`` is a conversion the model cache made (``cache_dir()/onnx/STEM-IDENTITY-TAG.onnx``)."""
     return (
         re.search(r"-[0-9a-f]{16}-(fp32|fp16)", path.stem) is not None
-        and path.parent.resolve() == (cache_dir() / "onnx").resolve()
+        and path.parent.resolve() == model_cache().resolve()
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vsparagon import models
-from vsparagon._files import cache_dir, cached_name
+from vsparagon._files import cached_conversion
 from vsparagon.export.onnx import export_onnx
 
 
@@ -21,12 +21,12 @@ def exported_onnx(checkpoint: Path, *, identity: str, fp16: bool = False) -> Pat
         identity: the file's content identity (it names the cache entry, so an edited file is re-exported).
         fp16: a float16 graph (its parity check is the one ``paragon export --fp16`` makes).
     """
-    folder = cache_dir() / "onnx"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / cached_name(checkpoint, identity, "fp16" if fp16 else "fp32")
-    if not target.exists():
-        export_onnx(models.load(checkpoint, fused=True), target, fp16=fp16)
-    return target
+    return cached_conversion(
+        checkpoint,
+        identity,
+        "fp16" if fp16 else "fp32",
+        lambda target: export_onnx(models.load(checkpoint, fused=True), target, fp16=fp16),
+    )
 
 
 __all__ = ["exported_onnx"]

@@ -6,14 +6,13 @@ import os
 import sys
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from vsparagon._files import atomic_write, cache_dir, cached_name, is_cached
+from vsparagon._files import atomic_write, cached_conversion, cached_name, is_cached, model_cache
 from vsparagon.catalogue.descriptor import ModelDescriptor
 from vsparagon.errors import MissingDependencyError, ParagonError
 from vsparagon.runtime.source import ModelSource
@@ -98,7 +97,9 @@ def onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
             f"`paragon export {source.path.name} -o model.onnx` and pass model='model.onnx', or use backend='torch'"
         )
     if fp16 and source.precision == "fp32":
-        return _cached(source, "fp16", lambda dst: _convert_fp16(source.path, dst)), True
+        return cached_conversion(
+            source.path, source.identity, "fp16", lambda dst: _convert_fp16(source.path, dst)
+        ), True
     return source.path, source.precision == "fp16"
 
 
@@ -128,7 +129,7 @@ def cpu_onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
     # a conversion already in the cache carries its precision in its name
     tag = f"cpu{graph_rewrite.REWRITE_VERSION}"
     tag = tag if is_cached(path) else f"{'fp16' if fp16_io else 'fp32'}-{tag}"
-    target = cache_dir() / "onnx" / cached_name(path, source.identity, tag)
+    target = model_cache() / cached_name(path, source.identity, tag)
     if target.exists():
         return target, fp16_io
     try:
@@ -145,15 +146,6 @@ def cpu_onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
         print(f"vsparagon: running {path.name} as given (cannot cache its CPU graph: {exc})", file=sys.stderr)
         return path, fp16_io
     return target, fp16_io
-
-
-def _cached(source: ModelSource, precision: str, build: Callable[[Path], None]) -> Path:
-    folder = cache_dir() / "onnx"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / cached_name(source.path, source.identity, precision)
-    if not target.exists():
-        build(target)
-    return target
 
 
 def _convert_fp16(path: Path, target: Path) -> None:
