@@ -54,14 +54,16 @@ def _run_python(code: str) -> str:
     return result.stdout.strip()
 
 
-def test_upscaling_with_a_shipped_model_loads_neither_torch_nor_the_models_package():
+@pytest.mark.parametrize("how", ["variant='tiny'", "model=ONNX"], ids=["shipped", "onnx-file"])
+def test_upscaling_with_an_onnx_model_loads_neither_torch_nor_the_models_package(how):
+    onnx = ROOT / "models" / "paragonsr_tiny_x2.onnx"
     code = (
         "import sys, vapoursynth as vs, vsparagon.plugin\n"
         "clip = vs.core.std.BlankClip(width=48, height=32, format=vs.RGBS, length=2, color=[0.2, 0.5, 0.8])\n"
-        "out = vs.core.paragon.Upscale(clip, variant='tiny')\n"
+        f"out = vs.core.paragon.Upscale(clip, {how.replace('ONNX', repr(str(onnx)))})\n"
         "out.get_frame(1)\n"
-        "print(out.width, out.height, sorted(m for m in ('torch', 'vsparagon.models', 'vsparagon.export', "
-        "'vsparagon.train', 'vsparagon.tools') if m in sys.modules))\n"
+        "print(out.width, out.height, sorted(m for m in ('torch', 'spandrel', 'vsparagon.models', "
+        "'vsparagon.export', 'vsparagon.train', 'vsparagon.tools') if m in sys.modules))\n"
     )
     assert _run_python(code) == "96 64 []"
 

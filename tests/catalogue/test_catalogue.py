@@ -83,7 +83,6 @@ def test_shipped_models_in_table_order():
     assert list(shipped_models()) == [
         "paragonsr_tiny_x2",
         "paragonsr_tiny_x4",
-        "paragonsr_xs_x2",
         "paragonsr_tiny_video_x2",
     ]
 
@@ -94,8 +93,8 @@ def test_name_or_path():
     assert locate("some/dir/m.onnx", scale=2) == Path("some/dir/m.onnx")
     assert locate("m.safetensors", scale=2) == Path("m.safetensors")
     assert locate(Path("m"), scale=2) == Path("m")  # a Path is always a path
-    with pytest.raises(ConfigError, match=r"no trained model ships for variant 'xs' at scale 4 .*'tiny' scale=2"):
-        locate("xs", scale=4)
+    with pytest.raises(ConfigError, match=r"no trained model ships for variant 'xs' at scale 2 .*'tiny' scale=2"):
+        locate("xs", scale=2)
     with pytest.raises(ConfigError, match=r"unknown variant 'huge'; valid variants: .* \(and shipped: tiny_video\)"):
         locate("huge", scale=2)
 

@@ -17,7 +17,7 @@ def test_info_reports_plugin_backends_and_reasons():
     assert "ort-cpu: available" in text
     assert "trt: unavailable: backend='trt' (GPU) is not available in this version of vsparagon yet" in text
     shipped = text.split("Shipped models:\n", 1)[1]
-    for stem in ("paragonsr_tiny_x2", "paragonsr_tiny_x4", "paragonsr_xs_x2", "paragonsr_tiny_video_x2"):
+    for stem in ("paragonsr_tiny_x2", "paragonsr_tiny_x4", "paragonsr_tiny_video_x2"):
         assert f"  {stem}: " in shipped
         assert f"models/{stem}.onnx" in shipped
 
@@ -36,7 +36,6 @@ def test_info_json():
         "paragonsr_tiny_video_x2",
         "paragonsr_tiny_x2",
         "paragonsr_tiny_x4",
-        "paragonsr_xs_x2",
     ]
     assert all(Path(path).is_file() for path in report["shipped_models"].values())
     assert "CPUExecutionProvider" in report["devices"]["onnxruntime providers"]

@@ -26,8 +26,10 @@ SHIPPED = sorted(p.stem for p in MODELS.glob("paragonsr_*_x[1-4].onnx"))
 
 
 def test_the_default_models_ship():
-    for stem in ("paragonsr_tiny_x2", "paragonsr_tiny_x4", "paragonsr_xs_x2", "paragonsr_tiny_video_x2"):
+    for stem in ("paragonsr_tiny_x2", "paragonsr_tiny_x4", "paragonsr_tiny_video_x2"):
         assert stem in SHIPPED
+    # xs x2 was withdrawn until it beats tiny x2 (docs/models.md)
+    assert "paragonsr_xs_x2" not in SHIPPED
 
 
 def test_models_folder_stays_lean():
@@ -95,9 +97,7 @@ def _y_psnr(a: torch.Tensor, b: torch.Tensor, border: int) -> float:
     return float(10 * torch.log10(1 / d.pow(2).mean()))
 
 
-@pytest.mark.parametrize(
-    ("stem", "margin"), [("paragonsr_tiny_x2", 1.0), ("paragonsr_tiny_x4", 0.4), ("paragonsr_xs_x2", 1.0)]
-)
+@pytest.mark.parametrize(("stem", "margin"), [("paragonsr_tiny_x2", 1.0), ("paragonsr_tiny_x4", 0.4)])
 def test_a_shipped_model_beats_bicubic_on_footage_it_never_saw(stem, margin):
     # Frames of the sample clip (not in the fidelity models' training photos), downscaled by
     # bicubic and upscaled back: the trained model must clearly beat bicubic.
@@ -186,7 +186,6 @@ def test_an_unshipped_variant_or_scale_lists_what_ships():
         assert message.startswith("paragon.Upscale: no trained model ships for variant")
         assert "variant='tiny' scale=2" in message
         assert "variant='tiny' scale=4" in message
-        assert "variant='xs' scale=2" in message
         assert "variant='tiny_video' scale=2" in message
 
 

@@ -132,8 +132,12 @@ def test_openvino_errors_keep_their_reason():
     assert ov_reason(exc) == "-- No conversion rule found for operations: NoSuchOp-17"
 
 
-def test_half_precision_on_a_model_that_is_not_fp16_safe_is_refused():
-    # The shipped format-1 models have the unbounded gate: fp16 can give inf/NaN frames.
-    with pytest.raises(vs.Error, match=r"paragon\.Upscale: model paragonsr_tiny_x4\.onnx is not marked fp16-safe"):
-        upscale(noise_clip(16, 16), variant="tiny", scale=4, backend="ort-cpu", fp16=True)
-    assert upscale(noise_clip(16, 16), variant="tiny", scale=4, backend="ort-cpu").width == 64  # fp16=None: fp32
+def test_half_precision_on_a_model_that_is_not_fp16_safe_is_refused(tmp_path):
+    # The format-1 design has the unbounded gate: fp16 can give inf/NaN frames.
+    from vsparagon.export import export_onnx
+
+    path = tmp_path / "old_design.onnx"
+    export_onnx(models.fuse(randomize_(models.create("tiny", scale=4, gate="gelu"), seed=3)), path, verify=False)
+    with pytest.raises(vs.Error, match=r"paragon\.Upscale: model old_design\.onnx is not marked fp16-safe"):
+        upscale(noise_clip(16, 16), model=str(path), scale=4, backend="ort-cpu", fp16=True)
+    assert upscale(noise_clip(16, 16), model=str(path), scale=4, backend="ort-cpu").width == 64  # fp16=None: fp32

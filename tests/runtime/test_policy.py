@@ -90,3 +90,35 @@ def test_bad_values_name_the_fix(kwargs, message):
     with pytest.raises(ConfigError) as err:
         plan_frame(TINY, height=100, width=100, fp16=False, **kwargs)
     assert message in str(err.value)
+
+
+# --- size requirements and global context (foreign models) --------------------------------------------------
+
+GLOBAL = ModelDescriptor(arch="RCAN", variant="custom", scale=2, receptive_radius=UNKNOWN_RADIUS, global_context=True)
+
+
+def test_a_global_context_model_always_blends():
+    plan = plan_frame(GLOBAL, height=2160, width=3840, fp16=False, join="crop")
+    assert not plan.whole(2160, 3840)
+    assert (plan.join, plan.overlap) == ("blend", UNKNOWN_RADIUS_OVERLAP)
+
+
+def test_a_frame_below_the_models_minimum_is_refused_and_tiles_grow_to_it():
+    sixteen = ModelDescriptor(arch="DAT", variant="custom", scale=2, receptive_radius=2, min_size=16)
+    with pytest.raises(ConfigError, match=r"the DAT model needs input of at least 16x16 pixels, and the clip is 20x12"):
+        plan_frame(sixteen, height=12, width=20, fp16=False)
+    with pytest.raises(ConfigError, match=r"tile 8 is too small for this model: .* use tile >= 12"):
+        plan_frame(sixteen, height=64, width=64, fp16=False, tile=8)
+    assert plan_frame(sixteen, height=64, width=64, fp16=False, tile=12).tile_h == 12
+    auto = plan_frame(sixteen, height=64, width=64, fp16=False, budget_bytes=200_000)  # the budget fits 2 px tiles
+    assert (auto.tile_h, auto.tile_w, auto.overlap) == (12, 12, 2)
+
+
+def test_a_square_model_needs_a_square_clip_and_square_tiles():
+    square = ModelDescriptor(arch="X", variant="custom", scale=2, receptive_radius=2, square=True)
+    with pytest.raises(ConfigError, match=r"needs square input, and the clip is 40x32: pad it to 40x40"):
+        plan_frame(square, height=32, width=40, fp16=False)
+    with pytest.raises(ConfigError, match="tiles must be square"):
+        plan_frame(square, height=64, width=64, fp16=False, tile=[16, 32])
+    plan = plan_frame(square, height=64, width=64, fp16=False, tile=16)
+    assert plan.tile_h == plan.tile_w == 16

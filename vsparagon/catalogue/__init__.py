@@ -12,10 +12,11 @@ Every other layer may import this one; it imports none of them.
 """
 
 from vsparagon.catalogue.descriptor import FORMAT_VERSION, METADATA_KEY, UNKNOWN_RADIUS, ModelDescriptor
-from vsparagon.catalogue.files import OnnxInfo, read_onnx, read_safetensors_descriptor
+from vsparagon.catalogue.files import OnnxInfo, is_foreign_checkpoint, read_onnx, read_safetensors_descriptor
 from vsparagon.catalogue.shipped import ShippedName, is_model_path, locate, shipped_models, shipped_path
 from vsparagon.catalogue.table import (
     ARCHITECTURES,
+    CHANNELS,
     SCALES,
     Architecture,
     canonical_variant,
@@ -26,6 +27,7 @@ from vsparagon.catalogue.table import (
 
 __all__ = [
     "ARCHITECTURES",
+    "CHANNELS",
     "FORMAT_VERSION",
     "METADATA_KEY",
     "SCALES",
@@ -36,6 +38,7 @@ __all__ = [
     "ShippedName",
     "canonical_variant",
     "check_scale",
+    "is_foreign_checkpoint",
     "is_model_path",
     "locate",
     "read_onnx",

@@ -43,11 +43,21 @@ class ModelDescriptor:
     """Output planes (3 = RGB)."""
     multiple_of: int = 1
     """Input height and width must be a multiple of this (1 = any size); runtimes pad to it and crop back."""
+    min_size: int = 0
+    """Input height and width must be at least this (0 = any size); a smaller clip or tile is refused."""
+    square: bool = False
+    """Input must be square (height == width): the clip must be, and tiles are."""
     receptive_radius: int = 0
     """How far, in input pixels, one output pixel can see; tiling overlap >= this is exact.
 
     :data:`UNKNOWN_RADIUS` (-1) means not known (a foreign ONNX graph): the tiling policy
     (:func:`vsparagon.runtime.policy.plan_frame`) then uses a documented default overlap.
+    """
+    global_context: bool = False
+    """The output depends on more than a bounded neighbourhood: attention over the whole picture,
+    global pooling, a reach the receptive-field probe could not bound, or output that changes with
+    where the picture is cut. No overlap makes tiles exact, so the tiling policy joins tiles with
+    blending (``receptive_radius`` is then :data:`UNKNOWN_RADIUS`).
     """
     fp16_safe: bool = True
     """Whether half-precision inference is expected to stay finite on [0, 1] inputs.
@@ -71,8 +81,16 @@ class ModelDescriptor:
         return dim if isinstance(dim, int) and not isinstance(dim, bool) and dim > 0 else DEFAULT_WORKING_CHANNELS
 
     def to_json(self) -> str:
-        """Serialize to the JSON string stored in file metadata."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """Serialize to the JSON string stored in file metadata.
+
+        The fields of :data:`LATER_FIELDS` are written only where they differ from their
+        defaults, so a model that does not use them reads in every vsparagon of this format.
+        """
+        data = asdict(self)
+        for name, default in LATER_FIELDS.items():
+            if data[name] == default:
+                del data[name]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "<metadata>") -> ModelDescriptor:
@@ -105,6 +123,11 @@ class ModelDescriptor:
             return cls(**data)
         except TypeError as exc:
             raise CheckpointError(f"{source}: incomplete vsparagon metadata ({exc})") from None
+
+
+#: Fields added within format 2, with their defaults (for foreign models: size requirements and global
+#: context); :meth:`ModelDescriptor.to_json` leaves them out at these values.
+LATER_FIELDS: dict[str, object] = {"min_size": 0, "square": False, "global_context": False}
 
 
 def _migrate(data: dict[str, Any]) -> dict[str, Any]:

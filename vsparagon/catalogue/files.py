@@ -19,6 +19,8 @@ from vsparagon.errors import CheckpointError
 
 #: Metadata key of the precision (``fp32``/``fp16``) in ONNX files written by ``paragon export``.
 PRECISION_KEY = "vsparagon_precision"
+#: Suffixes of pickled PyTorch checkpoints (never vsparagon's own; read by spandrel, weights only).
+PICKLE_SUFFIXES = (".pth", ".ckpt")
 #: Largest safetensors header read (the format's own limit is 100 MB).
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
@@ -82,9 +84,23 @@ def read_safetensors_descriptor(path: str | os.PathLike[str]) -> ModelDescriptor
     if METADATA_KEY not in metadata:
         raise CheckpointError(
             f"{Path(path)}: a safetensors file without vsparagon metadata; it was not written by "
-            "vsparagon.models.save (foreign checkpoints are not supported)"
+            "vsparagon.models.save (another project's checkpoint runs through spandrel: pip install 'vsparagon[zoo]')"
         )
     return ModelDescriptor.from_json(metadata[METADATA_KEY], source=str(path))
+
+
+def is_foreign_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is another project's checkpoint: a ``.pth``/``.ckpt`` file, or a ``.safetensors``
+    file without vsparagon metadata (OpenModelDB, chaiNNer, traiNNer-redux, neosr). Only the header is read.
+
+    Raises:
+        CheckpointError: a missing file, or a ``.safetensors`` file whose header is unreadable.
+    """
+    source = Path(path)
+    suffix = source.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        return True
+    return suffix == ".safetensors" and METADATA_KEY not in safetensors_metadata(source)
 
 
 def read_onnx(path: str | os.PathLike[str]) -> OnnxInfo:
@@ -126,4 +142,13 @@ def read_onnx(path: str | os.PathLike[str]) -> OnnxInfo:
     )
 
 
-__all__ = ["PRECISION_KEY", "OnnxInfo", "Precision", "read_onnx", "read_safetensors_descriptor", "safetensors_metadata"]
+__all__ = [
+    "PICKLE_SUFFIXES",
+    "PRECISION_KEY",
+    "OnnxInfo",
+    "Precision",
+    "is_foreign_checkpoint",
+    "read_onnx",
+    "read_safetensors_descriptor",
+    "safetensors_metadata",
+]

@@ -25,8 +25,8 @@ SHIPPED_DIRS = (
     Path(__file__).resolve().parents[1] / "shipped",
     Path(__file__).resolve().parents[2] / "models",
 )
-#: File types a model path may have.
-MODEL_SUFFIXES = (".onnx", ".safetensors")
+#: File types a model path may have (``.pth``/``.ckpt``: foreign checkpoints, see :mod:`vsparagon.catalogue.files`).
+MODEL_SUFFIXES = (".onnx", ".safetensors", ".pth", ".ckpt")
 _NAME = re.compile(r"^(?P<rest>[a-z0-9]+(?:_[a-z0-9]+)+)_x(?P<scale>[1-9])$")
 
 
@@ -123,7 +123,7 @@ def shipped_path(selector: str, scale: int) -> Path:
 
 
 def locate(model: str | os.PathLike[str], *, scale: int) -> Path:
-    """Name or path -> model file: a ``.onnx``/``.safetensors`` path as given, else the shipped release."""
+    """Name or path -> model file: a path (see :data:`MODEL_SUFFIXES`) as given, else the shipped release."""
     if is_model_path(model):
         return Path(model)
     return shipped_path(str(model), scale)

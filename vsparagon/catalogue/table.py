@@ -52,6 +52,9 @@ ARCHITECTURES: dict[str, Architecture] = {arch.name: arch for arch in (PARAGONSR
 DEFAULT_ARCH = "paragonsr"
 #: Upscaling factors the plugin accepts (any architecture's).
 SCALES = tuple(sorted({s for arch in ARCHITECTURES.values() for s in arch.scales}))
+#: (input, output) channels a model may have, ours or another project's: RGB, or grey (run plane by
+#: plane on colour clips).
+CHANNELS = ((3, 3), (1, 1))
 
 
 def variant_names(arch: str | None = None) -> list[str]:

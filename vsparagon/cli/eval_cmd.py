@@ -20,7 +20,10 @@ def add_parser(commands: Any) -> None:
             "print PSNR and SSIM on Y (border = scale) per picture and on average."
         ),
     )
-    parser.add_argument("model", help="a .onnx or .safetensors file, or a shipped variant (tiny, xs, ...)")
+    parser.add_argument(
+        "model",
+        help="a .onnx or .safetensors file, another project's .pth/.ckpt, or a shipped variant (tiny, xs, ...)",
+    )
     parser.add_argument("folder", type=Path, metavar="DIR", help="folder of HR pictures")
     parser.add_argument("--scale", type=int, default=2, help="for a shipped variant: 1-4 (default 2)")
     parser.add_argument("--backend", default="auto", help="runtime backend (default auto)")

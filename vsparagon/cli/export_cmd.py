@@ -1,13 +1,17 @@
-"""``paragon export``: a checkpoint (or a random-init variant) to a fused ONNX graph."""
+"""``paragon export``: a checkpoint (ours, another project's, or a random-init variant) to an ONNX graph."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from vsparagon.catalogue import is_foreign_checkpoint
 from vsparagon.cli.extras import require
 from vsparagon.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vsparagon.export import ExportReport
 
 DEFAULT_OPSET = 17  # mirrors vsparagon.export.DEFAULT_OPSET without importing torch
 
@@ -20,10 +24,17 @@ def add_parser(commands: Any) -> None:
         description=(
             "Fuse a ParagonSR checkpoint and write it as ONNX with dynamic batch, height and width, "
             "after checking ONNX Runtime against PyTorch. Either give CHECKPOINT, or --variant/--scale "
-            "with --random-init to measure an untrained architecture."
+            "with --random-init to measure an untrained architecture. Another project's checkpoint "
+            "(.pth, .ckpt, .safetensors: ESRGAN, Compact, SPAN, ... as spandrel knows them) is exported "
+            "the same way, with its detected descriptor (needs the zoo extra)."
         ),
     )
-    parser.add_argument("checkpoint", nargs="?", type=Path, help="a .safetensors file written by vsparagon")
+    parser.add_argument(
+        "checkpoint",
+        nargs="?",
+        type=Path,
+        help="a .safetensors file written by vsparagon, or another project's .pth/.ckpt/.safetensors",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument("--fp16", action="store_true", help="export a float16 graph (float16 input/output)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
@@ -52,6 +63,14 @@ def run(args: argparse.Namespace) -> int:
     if args.output.suffix.lower() != ".onnx":
         raise ConfigError(f"output {str(args.output)!r} should end in .onnx")
 
+    if checkpoint is not None and checkpoint.is_file() and is_foreign_checkpoint(checkpoint):
+        require("paragon export", "zoo")
+        from vsparagon.export.foreign import export_foreign
+
+        report = export_foreign(checkpoint, args.output, fp16=args.fp16, opset=args.opset)
+        _say_written(report, f"{report.descriptor.config['name']} x{report.descriptor.scale}")
+        return 0
+
     require("paragon export", "export")
     import torch
 
@@ -66,9 +85,12 @@ def run(args: argparse.Namespace) -> int:
     else:  # excluded by the checks above
         raise ConfigError("nothing to export")
     report = export_onnx(model, args.output, fp16=args.fp16, opset=args.opset)
-    d = report.descriptor
+    _say_written(report, f"{report.descriptor.variant} x{report.descriptor.scale}")
+    return 0
+
+
+def _say_written(report: ExportReport, what: str) -> None:
     print(
-        f"wrote {report.path} ({d.variant} x{d.scale}, {report.precision}, opset {report.opset}, "
+        f"wrote {report.path} ({what}, {report.precision}, opset {report.opset}, "
         f"max |onnxruntime - torch| = {report.max_abs_error:.2e} <= {report.tolerance:g})"
     )
-    return 0

@@ -15,6 +15,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "export": ("torch", "onnx"),
     "train": ("torch", "onnx", "yaml", "PIL", "av", "matplotlib"),
     "video": ("imageio_ffmpeg",),
+    "zoo": ("torch", "onnx", "spandrel", "torchvision", "einops"),
 }
 
 

@@ -1,4 +1,8 @@
-"""``paragon info``: versions, the VapourSynth plugin, shipped models and which backends can run here."""
+"""``paragon info``: versions, the VapourSynth plugin, shipped models and which backends can run here.
+
+``paragon info MODEL`` describes one model file instead: ours, an ONNX graph, or another project's
+checkpoint (what spandrel detected and the receptive field measured for tiling).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,11 @@ import importlib.util
 import json
 import platform
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from vsparagon import __version__
+from vsparagon.catalogue import ModelDescriptor
 
 _PACKAGES = ("onnxruntime", "openvino", "torch", "numpy", "vapoursynth-bestsource", "imageio-ffmpeg")
 
@@ -20,8 +26,17 @@ def add_parser(commands: Any) -> None:
     """Register ``info`` on the ``paragon`` subcommand parser."""
     parser: argparse.ArgumentParser = commands.add_parser(
         "info",
-        help="show versions, the plugin, shipped models and available backends",
-        description="Report what vsparagon finds in this environment, and why a backend is unavailable.",
+        help="show versions, the plugin, shipped models and available backends, or what a model file is",
+        description=(
+            "Report what vsparagon finds in this environment, and why a backend is unavailable. With MODEL, "
+            "describe that model instead: architecture, scale, channels, parameters, size requirements, "
+            "receptive radius (how tiles join) and fp16 safety."
+        ),
+    )
+    parser.add_argument(
+        "model",
+        nargs="?",
+        help="a .onnx/.safetensors file, another project's .pth/.ckpt/.safetensors checkpoint, or a shipped name",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(run=run)
@@ -29,9 +44,92 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``paragon info``."""
+    if args.model is not None:
+        model = describe_model(args.model)
+        print(json.dumps(model, indent=2) if args.json else render_model(model))
+        return 0
     report = gather()
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
+
+
+def describe_model(name: str) -> dict[str, Any]:
+    """What ``paragon info MODEL`` reports, as plain data.
+
+    Raises:
+        CheckpointError: a missing or unreadable file, or one spandrel does not recognise.
+        MissingDependencyError: another project's checkpoint without the ``zoo`` extra.
+    """
+    from vsparagon.catalogue import is_foreign_checkpoint, shipped_models
+    from vsparagon.cli.extras import require
+    from vsparagon.runtime.source import open_model
+
+    path = shipped_models().get(name) or Path(name)
+    if path.is_file() and is_foreign_checkpoint(path):
+        require("paragon info MODEL", "zoo")
+        from vsparagon.export.cache import foreign_descriptor
+
+        d = foreign_descriptor(path)
+        kind = f"another project's checkpoint (loaded by spandrel {d.config['spandrel']}, weights only)"
+    else:
+        source = open_model(path)
+        d = source.descriptor
+        kind = f"ONNX graph ({source.precision})" if source.kind == "onnx" else "vsparagon checkpoint"
+        if d.arch == "onnx":
+            kind = "ONNX graph without vsparagon metadata (scale and channels probed)"
+    return {
+        "file": str(path),
+        "kind": kind,
+        "architecture": _architecture(d),
+        "scale": d.scale,
+        "channels": f"{d.in_channels} -> {d.out_channels} ({'grey' if d.in_channels == 1 else 'RGB'})",
+        "parameters": d.config.get("parameters"),
+        "size requirements": _size_requirements(d),
+        "receptive radius": d.receptive_radius if d.receptive_radius >= 0 else None,
+        "tiling": _tiling(d),
+        "fp16 safe": d.fp16_safe,
+        "descriptor": json.loads(d.to_json()),
+    }
+
+
+def _architecture(d: ModelDescriptor) -> str:
+    if d.config.get("loader") == "spandrel":
+        tags = ", ".join(d.config.get("tags", []))
+        return f"{d.config.get('name', d.arch)} (spandrel id {d.arch}; {d.config.get('purpose')}; {tags})"
+    return d.arch if d.variant in ("custom", d.arch) else f"{d.arch} ({d.variant})"
+
+
+def _size_requirements(d: ModelDescriptor) -> str:
+    parts = [f"sides a multiple of {d.multiple_of}"] if d.multiple_of > 1 else []
+    parts += [f"at least {d.min_size} px a side"] if d.min_size > 0 else []
+    parts += ["square"] if d.square else []
+    return ", ".join(parts) or "none"
+
+
+def _tiling(d: ModelDescriptor) -> str:
+    how = d.config.get("reach")
+    if d.global_context:
+        return f"global context ({how}): tiles are joined with blending, close to but not the whole-frame result"
+    if d.receptive_radius < 0:
+        return "receptive radius unknown: tiles get a 16 px overlap and join approximately"
+    note = f" ({how})" if how else ""
+    return f"join='crop' is exact with an overlap of {d.receptive_radius} px{note}"
+
+
+def render_model(report: dict[str, Any]) -> str:
+    """The human-readable report of ``paragon info MODEL``."""
+    shown = {key: value for key, value in report.items() if key not in ("file", "descriptor")}
+    if shown["parameters"] is None:
+        shown["parameters"] = "not recorded"
+    else:
+        shown["parameters"] = f"{shown['parameters']:,}"
+    shown["scale"] = f"x{shown['scale']}"
+    if shown["receptive radius"] is None:
+        shown["receptive radius"] = "unknown"
+    else:
+        shown["receptive radius"] = f"{shown['receptive radius']} px"
+    shown["fp16 safe"] = "yes" if shown["fp16 safe"] else "no (fp16=True is refused)"
+    return "\n".join([f"Model {report['file']}:", *(f"  {key}: {value}" for key, value in shown.items())])
 
 
 def gather() -> dict[str, Any]:

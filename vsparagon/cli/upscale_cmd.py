@@ -28,7 +28,10 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("output", type=Path, help="the file to write (overwritten if it exists)")
     parser.add_argument("--variant", default="tiny", help="shipped model: tiny, xs, tiny_video (default tiny)")
     parser.add_argument("--scale", type=int, default=2, help="upscaling factor 1-4 (default 2)")
-    parser.add_argument("--model", help="a .onnx or .safetensors model instead of a shipped variant")
+    parser.add_argument(
+        "--model",
+        help="a .onnx or .safetensors model, or another project's .pth/.ckpt (zoo extra), instead of a shipped variant",
+    )
     parser.add_argument("--backend", default="auto", help="auto, ort-cpu, openvino, torch, ... (default auto)")
     parser.add_argument("--tile", type=int, default=0, help="tile size in input pixels; 0 = automatic")
     parser.add_argument("--encoder", default="x264", help="x264, x265, av1, vp9 or ffv1 (default x264)")

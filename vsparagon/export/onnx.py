@@ -86,6 +86,41 @@ def export_onnx(
     """
     if not isinstance(model, ParagonSR):
         raise TypeError(f"export_onnx() takes a ParagonSR model, got {type(model).__name__}")
+    reference: ParagonSR = fuse(model).float().cpu()  # type: ignore[assignment]
+    return export_module(
+        reference if fused else _training_form(model),
+        replace(describe(reference), fused=fused),
+        path,
+        fp16=fp16,
+        opset=opset,
+        verify=verify,
+        reference=reference,
+        training=not fused,
+    )
+
+
+def export_module(
+    module: nn.Module,
+    descriptor: ModelDescriptor,
+    path: str | os.PathLike[str],
+    *,
+    fp16: bool = False,
+    opset: int = DEFAULT_OPSET,
+    verify: bool = True,
+    reference: nn.Module | None = None,
+    training: bool = False,
+    hint: str = "",
+) -> ExportReport:
+    """Write an image-to-image ``module`` with ``descriptor`` in its metadata, as :func:`export_onnx` does.
+
+    Args:
+        module: ``(N, C, H, W) -> (N, C', H*s, W*s)`` with C, C' and s from ``descriptor``.
+        descriptor: stored in the graph; its channels and size requirements shape the trace and check inputs.
+        path, fp16, opset, verify: as for :func:`export_onnx`.
+        reference: what the graph is compared with (default: ``module``).
+        training: trace the training-time form.
+        hint: appended to a parity failure's message (what to do instead).
+    """
     if isinstance(opset, bool) or not isinstance(opset, int) or opset not in OPSETS:
         raise ExportError(f"unsupported opset {opset!r}; use one of {OPSETS.start}..{OPSETS.stop - 1}")
     target = Path(path)
@@ -93,26 +128,27 @@ def export_onnx(
         raise ExportError(f"{target}: folder {target.parent} does not exist")
     if target.is_dir():
         raise ExportError(f"{target}: is a folder; give a file name such as model.onnx")
-
-    reference: ParagonSR = fuse(model).float().cpu()  # type: ignore[assignment]
-    graph_module = reference if fused else _training_form(model)
-    descriptor = replace(describe(reference), fused=fused)
+    check = (reference if reference is not None else module).eval()
     precision: Precision = "fp16" if fp16 else "fp32"
     tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
     error = float("nan")
 
     def write(tmp: Path) -> None:
         nonlocal error
-        proto = _export_proto(graph_module, fp16=fp16, opset=opset, training=not fused)
+        try:
+            proto = _export_proto(module, descriptor, fp16=fp16, opset=opset, training=training)
+        except ExportError as exc:
+            raise ExportError(f"{exc}{hint}") from exc
         _set_metadata(proto, {METADATA_KEY: descriptor.to_json(), PRECISION_KEY: precision})
         _save_proto(proto, tmp)
         if verify:
-            error = _parity_error(reference, tmp, fp16=fp16)
+            error = _parity_error(check, tmp, descriptor, fp16=fp16)
             if not error <= tolerance:  # also catches NaN
                 raise ExportError(
                     f"{target}: ONNX Runtime output differs from PyTorch by {error:.3g} "
                     f"(allowed {tolerance:g} for {precision}); the file was not written"
                     + ("; the model may not be fp16-safe, export without --fp16" if fp16 else "")
+                    + hint
                 )
 
     atomic_write(target, write)
@@ -124,10 +160,17 @@ def _training_form(model: ParagonSR) -> nn.Module:
     return clone.train()
 
 
-def _export_proto(module: nn.Module, *, fp16: bool, opset: int, training: bool):  # noqa: ANN202
+def _input_size(descriptor: ModelDescriptor, height: int, width: int) -> tuple[int, int]:
+    """``height x width`` grown to what the model accepts (its minimum, size multiple and squareness)."""
+    m = max(1, descriptor.multiple_of)
+    h, w = (-(-max(n, descriptor.min_size) // m) * m for n in (height, width))
+    return (max(h, w), max(h, w)) if descriptor.square else (h, w)
+
+
+def _export_proto(module: nn.Module, descriptor: ModelDescriptor, *, fp16: bool, opset: int, training: bool):  # noqa: ANN202
     import onnx
 
-    dummy = torch.rand(1, 3, 32, 32)
+    dummy = torch.rand(1, descriptor.in_channels, *_input_size(descriptor, 32, 32))
     buffer = io.BytesIO()
     mode = torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL
     try:
@@ -186,13 +229,17 @@ def picture_like(batch: int, height: int, width: int, *, generator: torch.Genera
     return (x + 0.05 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
 
 
-def _parity_error(reference: nn.Module, path: Path, *, fp16: bool) -> float:
-    """Max |ORT - torch fp32| on a fixed odd-sized :func:`picture_like` input, batch 2."""
+def _parity_error(reference: nn.Module, path: Path, descriptor: ModelDescriptor, *, fp16: bool) -> float:
+    """Max |ORT - torch fp32| on a fixed odd-sized :func:`picture_like` input, batch 2.
+
+    The size differs from the traced one, so a graph that froze a traced size fails here.
+    """
     import onnxruntime as ort
 
-    x = picture_like(2, 37, 45, generator=torch.Generator().manual_seed(1234))
+    height, width = _input_size(descriptor, 37, 45)
+    x = picture_like(2, height, width, generator=torch.Generator().manual_seed(1234))[:, : descriptor.in_channels]
     with torch.no_grad():
-        expected = reference.eval()(x).numpy()
+        expected = reference(x).numpy()
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from vsparagon._files import atomic_write
 from vsparagon.catalogue.descriptor import METADATA_KEY, ModelDescriptor
-from vsparagon.catalogue.files import read_safetensors_descriptor, safetensors_metadata
+from vsparagon.catalogue.files import is_foreign_checkpoint, read_safetensors_descriptor, safetensors_metadata
 from vsparagon.errors import CheckpointError, ConfigError
 from vsparagon.models.fusion import fuse
 from vsparagon.models.paragonsr.arch import ParagonSR
@@ -56,8 +56,16 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def read_descriptor(path: str | os.PathLike[str]) -> ModelDescriptor:
-    """Read only the descriptor of a checkpoint (cheap: the weights are not loaded; no torch needed)."""
+    """Read only the descriptor of a checkpoint (cheap: the weights are not loaded; no torch needed).
+
+    Raises:
+        CheckpointError: also for another project's checkpoint, naming the architecture spandrel detects.
+    """
     source = Path(path)
+    if source.is_file() and is_foreign_checkpoint(source):
+        from vsparagon.models.foreign import foreign_checkpoint_error
+
+        raise foreign_checkpoint_error(source)
     descriptor = read_safetensors_descriptor(source)
     if descriptor.arch not in BUILDERS:
         raise CheckpointError(

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 
 # Load OpenVINO's runtime before anything creates the VapourSynth core: vs-mlrt's
-# OpenVINO plugin bundles another build, and whichever loads first wins.
+# OpenVINO plugin bundles another build, and whichever loads first wins. Where vs-mlrt's
+# won (vspipe loads every plugin before the script), backend='openvino' runs on it through
+# OpenVINO's C API instead (vsparagon.runtime.backends.openvino_c).
 with contextlib.suppress(ImportError):
     import openvino  # noqa: F401
 

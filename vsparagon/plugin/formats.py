@@ -78,10 +78,15 @@ def to_rgbs(clip: vs.VideoNode, info: ColorInfo) -> vs.VideoNode:
     return clip.resize.Spline36(format=vs.RGBS, matrix_in_s=info.matrix, range_in_s=rng, chromaloc_in_s=info.chromaloc)
 
 
+def to_grays(clip: vs.VideoNode, info: ColorInfo) -> vs.VideoNode:
+    """Convert a GRAY clip to GRAYS in [0, 1] at the same size (for a grey model: one plane, not three)."""
+    return clip.resize.Point(format=vs.GRAYS, range_in_s="full" if info.full_range else "limited")
+
+
 def from_rgbs(rgb: vs.VideoNode, fmt: vs.VideoFormat, info: ColorInfo) -> vs.VideoNode:
-    """Convert an upscaled RGBS clip back to ``fmt`` with the source's colour metadata."""
+    """Convert an upscaled RGBS clip (GRAYS from :func:`to_grays`) back to ``fmt`` with the source's colour metadata."""
     rng = "full" if info.full_range else "limited"
-    if fmt.color_family == vs.RGB:
+    if fmt.color_family == vs.RGB or rgb.format.color_family == vs.GRAY:
         return rgb.resize.Point(format=fmt.id, range_s=rng)
     if fmt.color_family == vs.GRAY:
         return _plane_mean(rgb).resize.Point(format=fmt.id, range_s=rng)

@@ -9,12 +9,14 @@ the filter is created, so a bad parameter fails the script, not a frame.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import vapoursynth as vs
 
-from vsparagon.catalogue import SCALES
+from vsparagon.catalogue import SCALES, ModelDescriptor
 from vsparagon.errors import ConfigError, MissingDependencyError, ParagonError
 from vsparagon.plugin import formats
 from vsparagon.runtime.backends import Session, backend_names
@@ -46,7 +48,9 @@ def upscale(
         variant: a shipped model (``tiny``, ``xs``, ``tiny_video``, ...; the error for one that does not
             ship at ``scale`` lists what does).
         scale: upscaling factor (1-4); the model must have this scale.
-        model: a ``.onnx`` or ``.safetensors`` file used instead of a shipped variant.
+        model: a ``.onnx`` or ``.safetensors`` file used instead of a shipped variant, or another project's
+            checkpoint (``.pth``, ``.ckpt``, ``.safetensors``: ESRGAN, Compact, SPAN, ... through spandrel,
+            converted to ONNX once into the cache; needs the ``zoo`` extra).
         backend: ``auto`` (OpenVINO, else ONNX Runtime), ``ort-cpu``, ``openvino``, ``torch``,
             or the GPU backends ``ort-cuda``, ``ort-trt``, ``trt`` (not available yet).
         tile: core tile size in input pixels, ``N`` or ``[width, height]``; 0 = whole frame
@@ -105,7 +109,8 @@ def _upscale(
         raise ConfigError(f"device must be a GPU index >= 0, got {device_v}")
     fp16_v = _flag("fp16", fp16)
 
-    source = resolve(variant=variant_v, scale=scale_v, model=model_v)
+    source = resolve(variant=variant_v, scale=scale_v, model=model_v, describe=_describe_foreign)
+    name = source.path.name
     streams = auto_streams(threads_v, vs.core.num_threads)
     config = resolve_backend(backend_v, source, fp16=fp16_v, threads=threads_v, device=device_v, streams=streams)
     if source.kind == "checkpoint" and not config.runs_checkpoints:
@@ -122,19 +127,47 @@ def _upscale(
         join=join_v,
     )
 
+    if source.descriptor.global_context and not plan.whole(clip.height, clip.width):
+        _say_blended(name, source.descriptor, plan)
+
+    grey = source.descriptor.in_channels == 1  # a grey model runs on one plane of a GRAY clip, else plane by plane
     first = clip.get_frame(0).props  # colour metadata and alpha: rendered once, at creation
     info = formats.color_info(clip, first)
-    rgb = formats.to_rgbs(clip, info)
-    out = _infer_node(rgb, session, plan)
+    planes = formats.to_grays(clip, info) if grey and fmt.color_family == vs.GRAY else formats.to_rgbs(clip, info)
+    out = _infer_node(planes, session, plan)
     result = formats.from_rgbs(out, fmt, info)
     if "_Alpha" in first:
         alpha = clip.std.PropToClip("_Alpha")
-        alpha_up = formats.from_rgbs(_infer_node(formats.to_rgbs(alpha, _FULL), session, plan), alpha.format, _FULL)
+        alpha_in = formats.to_grays(alpha, _FULL) if grey else formats.to_rgbs(alpha, _FULL)
+        alpha_up = formats.from_rgbs(_infer_node(alpha_in, session, plan), alpha.format, _FULL)
         result = result.std.ClipToProp(alpha_up, "_Alpha")
     return result
 
 
 _FULL = formats.ColorInfo(matrix="709", full_range=True, chromaloc="left")
+
+
+def _describe_foreign(path: Path) -> ModelDescriptor:
+    """Another project's checkpoint, described by spandrel and a receptive-field probe (cached after the first use)."""
+    try:
+        from vsparagon.export.cache import foreign_descriptor
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{path.name} is another project's checkpoint; loading it needs PyTorch and spandrel "
+            f"({exc.name} is missing): pip install 'vsparagon[zoo]'"
+        ) from None
+    return foreign_descriptor(path)
+
+
+def _say_blended(name: str, descriptor: ModelDescriptor, plan: TilePlan) -> None:
+    """Tell the user (stderr, once per filter) that a global-context model's tiles join approximately."""
+    why = descriptor.config.get("reach", "it has global context")
+    print(
+        f"vsparagon: {PREFIX}{name} has global context ({why}); its tiles of {plan.tile_w}x{plan.tile_h} are "
+        f"joined with blending (overlap {plan.overlap}), close to but not the whole-frame result: pass a tile "
+        "as large as the frame to run it whole",
+        file=sys.stderr,
+    )
 
 
 def _exported(source: ModelSource, *, fp16: bool) -> ModelSource:
@@ -151,7 +184,7 @@ def _exported(source: ModelSource, *, fp16: bool) -> ModelSource:
 
 
 def _infer_node(rgb: vs.VideoNode, session: Session, plan: TilePlan) -> vs.VideoNode:
-    """A node whose frame n is the model's output for frame n of the RGBS clip ``rgb``.
+    """A node whose frame n is the model's output for frame n of the RGBS (or GRAYS) clip ``rgb``.
 
     ``std.ModifyFrame`` runs its callback for one frame at a time, so a session that
     takes ``k`` concurrent calls gets ``k`` callback nodes, node ``i`` serving frames
@@ -183,10 +216,12 @@ def _serial_infer_node(
             reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise vs.Error(f"{PREFIX}frame {first + n * step}: inference failed: {reason}") from None
 
+    count = rgb.format.num_planes  # 3 (RGBS), or 1 (GRAYS for a grey model)
+
     def run_frame(src: vs.VideoFrame, canvas: vs.VideoFrame) -> vs.VideoFrame:
-        image = np.stack([np.asarray(src[p]) for p in range(3)])  # (3, H, W) float32
+        image = np.stack([np.asarray(src[p]) for p in range(count)])  # (C, H, W) float32
         frame = canvas.copy()
-        planes = [np.asarray(frame[p]) for p in range(3)]  # writable views of the new frame
+        planes = [np.asarray(frame[p]) for p in range(count)]  # writable views of the new frame
         plan.run_into(image, session.run, planes, scale=s)
         frame.props.clear()
         frame.props.update(src.props)

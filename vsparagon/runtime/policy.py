@@ -99,15 +99,18 @@ def plan_frame(
             size ``N``, or ``[width, height]`` (checked here: user values come straight in).
         overlap: context around each tile in input pixels; -1 = the receptive radius for
             ``crop`` (exact), less for ``blend``; :data:`UNKNOWN_RADIUS_OVERLAP` when the radius is unknown.
-        join: ``crop`` (exact with overlap >= radius) or ``blend`` (feathered).
+        join: ``crop`` (exact with overlap >= radius) or ``blend`` (feathered). A model with global
+            context (``descriptor.global_context``) always blends: no overlap makes its tiles exact.
 
     Raises:
-        ConfigError: a bad tile, overlap or join, naming the value and the fix.
+        ConfigError: a bad tile, overlap or join, naming the value and the fix; a frame smaller than
+            the model's minimum, or not square for a model that needs square input.
     """
     sizes = _tile_sizes(tile)
     if join not in JOINS:
         raise ConfigError(f"join must be 'crop' or 'blend', got {join!r}")
-    mode: tiling.JoinMode = "blend" if join == "blend" else "crop"
+    _check_frame(descriptor, height, width)
+    mode: tiling.JoinMode = "blend" if join == "blend" or descriptor.global_context else "crop"
     if isinstance(overlap, bool) or not isinstance(overlap, numbers.Integral):
         raise ConfigError(f"overlap must be an integer, got {overlap!r}")
     overlap = int(overlap)
@@ -118,7 +121,8 @@ def plan_frame(
     if overlap == -1:
         chosen = tiling.auto_overlap(radius, mode) if radius >= 0 else UNKNOWN_RADIUS_OVERLAP
     multiple = max(1, descriptor.multiple_of)
-    if sizes == [0] or sizes == [0, 0]:
+    automatic = sizes == [0] or sizes == [0, 0]
+    if automatic:
         tile_h, tile_w = tiling.auto_tile(
             height,
             width,
@@ -135,6 +139,10 @@ def plan_frame(
         tile_h = sizes[1] if len(sizes) == 2 else sizes[0]
         if 0 in (tile_w, tile_h):
             raise ConfigError(f"tile sizes must all be > 0 unless tile=0, got {tile!r}")
+    tile_h = _fit_minimum(descriptor, tile_h, height, chosen, automatic)
+    tile_w = _fit_minimum(descriptor, tile_w, width, chosen, automatic)
+    if descriptor.square and min(tile_h, height) != min(tile_w, width):
+        raise ConfigError(f"this model needs square input, so tiles must be square; got tile={tile!r}: use tile=N")
     for name, t, size in (("width", tile_w, width), ("height", tile_h, height)):
         if t < size and chosen > t:
             where = "the model's receptive radius" if overlap == -1 else "overlap"
@@ -144,6 +152,34 @@ def plan_frame(
             )
     return TilePlan(
         tile_h=min(tile_h, height), tile_w=min(tile_w, width), overlap=chosen, join=mode, multiple_of=multiple
+    )
+
+
+def _check_frame(descriptor: ModelDescriptor, height: int, width: int) -> None:
+    """A frame the model cannot take at all: smaller than its minimum, or not square when it must be."""
+    name = f"the {descriptor.arch} model"
+    if descriptor.square and height != width:
+        raise ConfigError(
+            f"{name} needs square input, and the clip is {width}x{height}: pad it to "
+            f"{max(width, height)}x{max(width, height)} (std.AddBorders) and crop the result"
+        )
+    if min(height, width) < descriptor.min_size:
+        raise ConfigError(
+            f"{name} needs input of at least {descriptor.min_size}x{descriptor.min_size} pixels, and the clip is "
+            f"{width}x{height}: enlarge it first (a resizer, or std.AddBorders and crop the result)"
+        )
+
+
+def _fit_minimum(descriptor: ModelDescriptor, tile: int, size: int, overlap: int, automatic: bool) -> int:
+    """``tile``, grown (automatic) or checked (given) so that every window reaches the model's minimum size."""
+    least = descriptor.min_size - 2 * overlap
+    if tile >= size or tile >= least:
+        return tile
+    if automatic:
+        return min(size, least)
+    raise ConfigError(
+        f"tile {tile} is too small for this model: its input must be at least {descriptor.min_size} pixels a side "
+        f"(tile + 2 x overlap {overlap}); use tile >= {least}"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 import threading
@@ -16,17 +17,21 @@ _lock = threading.Lock()
 
 def pick_auto() -> str:
     """The backend ``auto`` means: the first usable of :data:`AUTO_ORDER` (OpenVINO, then ONNX Runtime)."""
-    from vsparagon.runtime.backends.openvino import CLASH_HINT, openvino_usable
-
     for name in AUTO_ORDER:
         if name == "openvino":
-            if openvino_usable():
+            reason = BACKENDS[name].unavailable()
+            if reason is None:
                 return name
-            if importlib.util.find_spec("openvino") is not None:
-                print(f"vsparagon: backend='auto' uses ort-cpu: OpenVINO is unusable: {CLASH_HINT}", file=sys.stderr)
+            if importlib.util.find_spec("openvino") is not None:  # installed, yet unusable: say why, once
+                _say_once(f"vsparagon: backend='auto' skips OpenVINO: {reason}")
         elif importlib.util.find_spec("onnxruntime") is not None:
             return name
     return "torch"
+
+
+@functools.cache
+def _say_once(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def open_session(backend: Backend, source: ModelSource) -> Session:
@@ -36,6 +41,7 @@ def open_session(backend: Backend, source: ModelSource) -> Session:
         session = _sessions.get(key)
         if session is None:
             session = backend.open(source)
+            session.channels = source.descriptor.in_channels
             _sessions[key] = session
         return session
 

@@ -12,15 +12,19 @@ import hashlib
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vsparagon.catalogue import ARCHITECTURES, UNKNOWN_RADIUS, ModelDescriptor, shipped_path
-from vsparagon.catalogue.files import read_onnx, read_safetensors_descriptor
+from vsparagon.catalogue import ARCHITECTURES, CHANNELS, UNKNOWN_RADIUS, ModelDescriptor, shipped_path
+from vsparagon.catalogue.files import is_foreign_checkpoint, read_onnx, read_safetensors_descriptor
 from vsparagon.errors import CheckpointError, ConfigError
 
 Kind = Literal["onnx", "checkpoint"]
+#: Describes another project's checkpoint (``vsparagon.export.cache.foreign_descriptor``: torch and spandrel),
+#: for callers that take that step; the runtime itself cannot.
+Describe = Callable[[Path], ModelDescriptor]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,9 +32,9 @@ class ModelSource:
     """One model file and what it is."""
 
     path: Path
-    """The ``.onnx`` or ``.safetensors`` file."""
+    """The ``.onnx`` file, or the checkpoint (``.safetensors``, or a foreign ``.pth``/``.ckpt``)."""
     kind: Kind
-    """``"onnx"`` or ``"checkpoint"``."""
+    """``"onnx"`` or ``"checkpoint"`` (ours or another project's)."""
     descriptor: ModelDescriptor
     """Scale, channels, receptive radius, ..."""
     precision: Literal["fp32", "fp16"] = "fp32"
@@ -48,27 +52,34 @@ def _identity(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def resolve(*, variant: str | None, scale: int, model: str | os.PathLike[str] | None) -> ModelSource:
+def resolve(
+    *, variant: str | None, scale: int, model: str | os.PathLike[str] | None, describe: Describe | None = None
+) -> ModelSource:
     """Find the model to run.
 
     Args:
         variant: a shipped release key (``tiny``, ``tiny_video``; ignored when ``model`` is given).
         scale: the upscaling factor the caller expects; a model of another scale is an error.
-        model: a ``.onnx`` or ``.safetensors`` path used instead of a shipped release.
+        model: a ``.onnx``, ``.safetensors``, ``.pth`` or ``.ckpt`` path used instead of a shipped release.
+        describe: how to describe another project's checkpoint (see :data:`Describe`).
 
     Raises:
-        ConfigError: unknown variant, scale not shipped, scale mismatch.
-        CheckpointError: a missing, unreadable or foreign model file.
+        ConfigError: unknown variant, scale not shipped, scale mismatch, channels neither RGB nor grey.
+        CheckpointError: a missing or unreadable model file, or a foreign checkpoint without ``describe``.
     """
     path = Path(model) if model is not None else shipped_path(variant or "tiny", scale)
-    source = open_model(path)
+    source = open_model(path, describe=describe)
     if source.descriptor.scale != scale:
         raise ConfigError(
             f"model {source.path.name} upscales x{source.descriptor.scale}, but scale={scale} was asked; "
             f"pass scale={source.descriptor.scale} or a x{scale} model"
         )
-    if source.descriptor.in_channels != 3 or source.descriptor.out_channels != 3:
-        raise ConfigError(f"model {source.path.name} is not an RGB model (3 channels in and out)")
+    channels = (source.descriptor.in_channels, source.descriptor.out_channels)
+    if channels not in CHANNELS:
+        raise ConfigError(
+            f"model {source.path.name} takes {channels[0]} channels and gives {channels[1]}; "
+            "RGB (3 -> 3) and grey (1 -> 1) models are supported"
+        )
     return source
 
 
@@ -76,11 +87,12 @@ _opened: dict[tuple[str, int, int], ModelSource] = {}
 _opened_lock = threading.Lock()
 
 
-def open_model(path: Path) -> ModelSource:
+def open_model(path: Path, *, describe: Describe | None = None) -> ModelSource:
     """Read the descriptor of an ONNX or checkpoint file, with clear errors.
 
     Remembered per (file, size, modification time): a script calling Upscale many
-    times with one model reads (and, for ONNX, parses) the file once.
+    times with one model reads (and, for ONNX, parses) the file once. Another project's
+    checkpoint is described by ``describe``.
     """
     if not path.exists():
         raise CheckpointError(f"model file {str(path)!r} does not exist")
@@ -91,14 +103,21 @@ def open_model(path: Path) -> ModelSource:
     with _opened_lock:
         known = _opened.get(key)
     if known is None:
-        known = _read_model(path)
+        known = _read_model(path, describe)
         with _opened_lock:
             _opened[key] = known
     return known
 
 
-def _read_model(path: Path) -> ModelSource:
+def _read_model(path: Path, describe: Describe | None) -> ModelSource:
     suffix = path.suffix.lower()
+    if suffix in (".safetensors", ".pth", ".ckpt") and is_foreign_checkpoint(path):
+        if describe is None:
+            raise CheckpointError(
+                f"{path}: another project's checkpoint; core.paragon.Upscale and the paragon tools convert it "
+                f"(pip install 'vsparagon[zoo]'), or run `paragon export {path.name} -o model.onnx` and use that"
+            )
+        return ModelSource(path=path, kind="checkpoint", descriptor=describe(path), identity=_identity(path))
     if suffix == ".onnx":
         descriptor, precision = _onnx_descriptor(path)
         return ModelSource(path=path, kind="onnx", descriptor=descriptor, precision=precision, identity=_identity(path))
@@ -110,7 +129,9 @@ def _read_model(path: Path) -> ModelSource:
                 f"(expected one of {', '.join(ARCHITECTURES)})"
             )
         return ModelSource(path=path, kind="checkpoint", descriptor=descriptor, identity=_identity(path))
-    raise CheckpointError(f"model {str(path)!r}: unknown file type {suffix!r}; use a .onnx or .safetensors file")
+    raise CheckpointError(
+        f"model {str(path)!r}: unknown file type {suffix!r}; use a .onnx, .safetensors, .pth or .ckpt file"
+    )
 
 
 def ort_reason(exc: BaseException | str) -> str:

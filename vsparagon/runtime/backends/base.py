@@ -32,10 +32,19 @@ class Session(ABC):
         """dtype ``run`` expects (float32 or float16)."""
         self.max_parallel = max_parallel
         """Calls of ``run`` that may compute at once (more wait their turn)."""
+        self.channels = 3
+        """Planes the model takes (set from the descriptor by ``open_session``); 1 for a grey model."""
         self._gate = threading.BoundedSemaphore(max_parallel)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """(N, 3, h, w) -> (N, 3, h*scale, w*scale) float32; the GIL is released while it computes."""
+        """(N, C, h, w) -> (N, C, h*scale, w*scale) float32; the GIL is released while it computes.
+
+        C is the model's :attr:`channels`; a grey model given several planes runs each on its own.
+        """
+        n, planes = batch.shape[:2]
+        if self.channels == 1 and planes > 1:
+            out = self.run(batch.reshape(n * planes, 1, *batch.shape[2:]))
+            return out.reshape(n, planes, *out.shape[2:])
         with self._gate:
             return self._run(np.ascontiguousarray(batch, dtype=self.input_dtype))
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -13,15 +15,25 @@ from vsparagon.runtime.backends.base import Backend, BackendError, Session, cpu_
 from vsparagon.runtime.source import ModelSource
 
 
+class OpenVinoRuntime(Protocol):
+    """The three things a session asks of OpenVINO, through its Python bindings or its C API (:mod:`.openvino_c`)."""
+
+    def compile(self, shape: tuple[int, ...]) -> Any:
+        """The model compiled for the CPU at the static input ``shape``."""
+
+    def request(self, compiled: Any) -> Any:
+        """A new infer request of ``compiled``."""
+
+    def infer(self, request: Any, batch: np.ndarray) -> np.ndarray:
+        """Run ``request`` on ``batch``: the first output, float32. Releases the GIL while it computes."""
+
+
 class OpenVinoSession(Session):
     """Compiles the model once per input shape and reuses one infer request per shape."""
 
-    def __init__(
-        self, core: Any, model: Any, config: dict[str, str], *, scale: int, fp16_io: bool, streams: int
-    ) -> None:
+    def __init__(self, runtime: OpenVinoRuntime, *, scale: int, fp16_io: bool, streams: int) -> None:
         super().__init__(scale=scale, input_dtype=np.float16 if fp16_io else np.float32, max_parallel=streams)
-        self._core, self._model, self._config = core, model, config
-        self._ov = import_openvino()
+        self._runtime = runtime
         self._compiled: dict[tuple[int, ...], Any] = {}
         self._idle: dict[tuple[int, ...], list[Any]] = {}  # free infer requests per shape (one per stream at most)
         self._lock = threading.Lock()
@@ -29,68 +41,100 @@ class OpenVinoSession(Session):
     def _take(self, shape: tuple[int, ...]) -> Any:
         with self._lock:
             if shape not in self._compiled:
-                model = self._model.clone()
-                model.reshape({model.inputs[0]: list(shape)})
-                self._compiled[shape] = self._core.compile_model(model, "CPU", self._config)
+                self._compiled[shape] = self._runtime.compile(shape)
                 self._idle[shape] = []
             idle = self._idle[shape]
-            return idle.pop() if idle else self._compiled[shape].create_infer_request()
+            return idle.pop() if idle else self._runtime.request(self._compiled[shape])
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         shape = tuple(batch.shape)
         request = self._take(shape)
         try:
-            # set the tensor directly: the Python input dispatcher deadlocks when two VapourSynth
-            # threads feed two requests of one compiled model at once
-            request.set_input_tensor(self._ov.Tensor(batch, shared_memory=True))
-            request.infer(share_outputs=True)
-            return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+            return self._runtime.infer(request, batch)
         finally:
             with self._lock:
                 self._idle[shape].append(request)
 
 
+class PythonRuntime:
+    """OpenVINO through its Python bindings (the ``openvino`` package)."""
+
+    def __init__(self, ov: Any, path: Path, config: dict[str, str]) -> None:
+        self._ov, self._config = ov, config
+        self._core = ov.Core()
+        try:
+            self._model = self._core.read_model(str(path))
+        except Exception as exc:
+            raise BackendError(f"OpenVINO could not read {path.name}: {ov_reason(exc)}") from None
+
+    def compile(self, shape: tuple[int, ...]) -> Any:
+        model = self._model.clone()
+        model.reshape({model.inputs[0]: list(shape)})
+        return self._core.compile_model(model, "CPU", self._config)
+
+    def request(self, compiled: Any) -> Any:
+        return compiled.create_infer_request()
+
+    def infer(self, request: Any, batch: np.ndarray) -> np.ndarray:
+        # set the tensor directly: the Python input dispatcher deadlocks when two VapourSynth
+        # threads feed two requests of one compiled model at once
+        request.set_input_tensor(self._ov.Tensor(batch, shared_memory=True))
+        request.infer(share_outputs=True)
+        return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+
+
 CLASH_HINT = (
-    "another OpenVINO build is already loaded in this process (vs-mlrt's vapoursynth-mlrt-ov plugin bundles "
-    "its own); import vsparagon before the first use of vapoursynth.core (e.g. `import vsparagon.plugin` at the "
-    "top of the script), or use backend='ort-cpu'"
+    "use backend='ort-cpu' (in a Python program, `import vsparagon.plugin` before the first use of "
+    "vapoursynth.core also avoids the clash; vspipe loads every plugin before the script's first line)"
 )
+"""The fix when no OpenVINO can run beside another build (see :func:`.openvino_c.loaded_c_api`)."""
+
+
+class OpenVinoClash(BackendError):
+    """The ``openvino`` Python module refused to load: another build of its release is already in the process."""
 
 
 def import_openvino() -> Any:
-    """Import the ``openvino`` Python package, with an actionable error when it cannot be used."""
-    try:
-        import openvino as ov
-    except ImportError as exc:
-        if "mismatch" in str(exc):
-            raise BackendError(f"backend='openvino' is unusable: {CLASH_HINT}") from None
-        raise MissingDependencyError("backend='openvino' needs OpenVINO: pip install openvino") from None
+    """Import the ``openvino`` Python package, with an actionable error when it cannot be used.
+
+    Raises:
+        OpenVinoClash: another OpenVINO build of the same release is already in the process.
+        MissingDependencyError: the package is not installed.
+    """
+    ov = _imported()
+    if isinstance(ov, str):
+        if "mismatch" in ov:
+            raise OpenVinoClash(
+                "the openvino Python module refuses to run on the other OpenVINO build already loaded in this "
+                f"process ({ov_reason(ov)})"
+            )
+        raise MissingDependencyError("backend='openvino' needs OpenVINO: pip install openvino")
     return ov
 
 
-def openvino_usable() -> bool:
-    """True when :func:`import_openvino` succeeds in this process."""
+@functools.cache
+def _imported() -> Any:
+    """The ``openvino`` module, or why it did not import. Tried once: a refusal lasts as long as the process
+    (the other build stays loaded), and retrying it on every ``auto`` costs a failing import each time."""
     try:
-        import_openvino()
-    except (BackendError, MissingDependencyError):
-        return False
-    return True
+        import openvino as ov
+    except ImportError as exc:
+        return str(exc) or type(exc).__name__
+    return ov
 
 
 @dataclass(frozen=True, kw_only=True)
 class OpenVino(Backend):
-    """Intel OpenVINO runtime on the CPU; ``fp16`` sets its inference precision hint."""
+    """Intel OpenVINO runtime on the CPU; ``fp16`` sets its inference precision hint.
+
+    Beside another OpenVINO build (vs-mlrt's plugin loaded first), it runs on that build
+    through OpenVINO's C API: see :mod:`vsparagon.runtime.backends.openvino_c`.
+    """
 
     name = "openvino"
 
     def open(self, source: ModelSource) -> Session:
-        ov = import_openvino()
         path, fp16_io = cpu_onnx_file(source, fp16=False)
-        core = ov.Core()
-        try:
-            model = core.read_model(str(path))
-        except Exception as exc:
-            raise BackendError(f"OpenVINO could not read {path.name}: {ov_reason(exc)}") from None
         streams = max(1, self.streams)
         config = {
             # one stream on every thread, or ``streams`` streams sharing them (one infer request each)
@@ -101,20 +145,40 @@ class OpenVino(Backend):
             config["NUM_STREAMS"] = str(streams)
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = str(self.threads)
-        return OpenVinoSession(core, model, config, scale=source.descriptor.scale, fp16_io=fp16_io, streams=streams)
+        return OpenVinoSession(
+            open_runtime(path, config), scale=source.descriptor.scale, fp16_io=fp16_io, streams=streams
+        )
 
     @classmethod
     def unavailable(cls) -> str | None:
-        """The import error of :func:`import_openvino`, if any."""
+        """Why neither the Python bindings nor the C API of an OpenVINO in this process can run, if so."""
+        from vsparagon.runtime.backends import openvino_c
+
         try:
             import_openvino()
-        except (BackendError, MissingDependencyError) as exc:
+        except OpenVinoClash:
+            try:
+                openvino_c.loaded_c_api()
+            except BackendError as exc:
+                return str(exc)
+        except MissingDependencyError as exc:
             return str(exc)
         return None
 
 
-def ov_reason(exc: BaseException) -> str:
-    """The human part of an OpenVINO error: its C++ source locations and check headers dropped, one line."""
+def open_runtime(path: Path, config: dict[str, str]) -> OpenVinoRuntime:
+    """``path`` read by the ``openvino`` Python package, or by the C API of another build it cannot run beside."""
+    from vsparagon.runtime.backends import openvino_c
+
+    try:
+        ov = import_openvino()
+    except OpenVinoClash:
+        return openvino_c.CRuntime(openvino_c.loaded_c_api(), path, config)
+    return PythonRuntime(ov, path, config)
+
+
+def ov_reason(exc: BaseException | str) -> str:
+    """The human part of an OpenVINO error or its text: C++ source locations and check headers dropped, one line."""
     lines = [line.strip() for line in str(exc).splitlines()]
     kept = [line for line in lines if line and not line.startswith(("Exception from ", "Check '"))]
     text = " ".join(kept or lines[:1]) or type(exc).__name__

@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from vsparagon.catalogue.files import is_foreign_checkpoint
 from vsparagon.errors import ConfigError, MissingDependencyError
 from vsparagon.runtime.backends.base import Backend, Session
 from vsparagon.runtime.source import ModelSource
 
 
 class TorchSession(Session):
-    """A fused ParagonSR module; PyTorch releases the GIL inside its kernels."""
+    """A fused ParagonSR module, or a foreign one; PyTorch releases the GIL inside its kernels."""
 
     def __init__(self, model: Any, device: Any, dtype: Any, *, scale: int) -> None:
         super().__init__(scale=scale, input_dtype=np.float32, max_parallel=1)
@@ -30,7 +31,7 @@ class TorchSession(Session):
 
 @dataclass(frozen=True, kw_only=True)
 class TorchBackend(Backend):
-    """Runs ``.safetensors`` checkpoints directly."""
+    """Runs checkpoints directly: ours (``.safetensors``) and other projects' (through spandrel)."""
 
     name = "torch"
     runs_checkpoints = True
@@ -38,7 +39,8 @@ class TorchBackend(Backend):
     def open(self, source: ModelSource) -> Session:
         if source.kind != "checkpoint":
             raise ConfigError(
-                "backend='torch' runs .safetensors checkpoints; for an .onnx model use backend='ort-cpu' or 'openvino'"
+                "backend='torch' runs .safetensors checkpoints (and other projects' .pth/.ckpt); for an .onnx "
+                "model use backend='ort-cpu' or 'openvino'"
             )
         try:
             import torch
@@ -50,7 +52,12 @@ class TorchBackend(Backend):
             torch.set_num_threads(self.threads)
         device = torch.device(f"cuda:{self.device}") if torch.cuda.is_available() else torch.device("cpu")
         dtype = torch.float16 if self.fp16 and device.type == "cuda" else torch.float32
-        model = models.load(source.path, fused=True).to(device, dtype).eval()
+        model: torch.nn.Module
+        if is_foreign_checkpoint(source.path):
+            model = models.load_foreign(source.path).module
+        else:
+            model = models.load(source.path, fused=True)
+        model = model.to(device, dtype).eval()
         return TorchSession(model, device, dtype, scale=source.descriptor.scale)
 
     @classmethod
