@@ -7,6 +7,8 @@ paths run the same runtime and must agree exactly. The path beside vs-mlrt's bui
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -89,3 +91,30 @@ def test_the_loaded_c_api_uses_its_own_releases_codes():
     api = openvino_c.loaded_c_api()
     assert api.element_types == openvino_c.element_types(api.version)
     assert api.element_types[np.dtype(np.float32)] == (4 if int(api.version.split(".")[0]) >= 2026 else 5)
+
+
+SIGNAL_AFTER_SESSIONS = """
+import os, signal, sys
+import numpy as np
+from pathlib import Path
+from vsparagon.runtime.backends import openvino, openvino_c
+path, config = Path(sys.argv[1]), {"INFERENCE_PRECISION_HINT": "f32"}
+ov = openvino.import_openvino()
+runtimes = [openvino.PythonRuntime(ov, path, config), openvino_c.CRuntime(openvino_c.loaded_c_api(), path, config),
+            openvino.PythonRuntime(ov, path, config)]
+sessions = [openvino.OpenVinoSession(r, scale=2, fp16_io=False, streams=1) for r in runtimes]
+outputs = [session.run(np.zeros((1, 3, 8, 8), np.float32)) for session in sessions]
+del runtimes
+for i in range(len(sessions)):  # in the order they were made, not the reverse
+    sessions[i] = None
+signal.signal(signal.SIGUSR1, lambda *_: print("handled", flush=True))  # CPython handlers run on the signal stack
+os.kill(os.getpid(), signal.SIGUSR1)
+"""
+
+
+def test_sessions_freed_in_any_order_leave_signals_working(tiny_onnx):
+    """OpenVINO's CPU plugin swaps the thread's signal stack and puts back a freed one when cores die out of order."""
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AFTER_SESSIONS, tiny_onnx], capture_output=True, text=True, timeout=300
+    )
+    assert (done.returncode, done.stdout) == (0, "handled\n"), done.stderr[-2000:]

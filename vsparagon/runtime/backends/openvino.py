@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import threading
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ class PythonRuntime:
 
     def __init__(self, ov: Any, path: Path, config: dict[str, str]) -> None:
         self._ov, self._config = ov, config
-        self._core = ov.Core()
+        self._core = shared_core(ov)
         try:
             self._model = self._core.read_model(str(path))
         except Exception as exc:
@@ -81,6 +82,22 @@ class PythonRuntime:
         request.set_input_tensor(self._ov.Tensor(batch, shared_memory=True))
         request.infer(share_outputs=True)
         return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+
+
+@functools.cache
+def shared_core(ov: Any) -> Any:
+    """The process's one ``openvino.Core``, never destroyed.
+
+    OpenVINO's CPU plugin (one per core) installs its own signal stack on the thread that
+    first compiles and, when destroyed, reinstates the one it found there, even when that
+    belonged to a plugin already destroyed. Two cores destroyed out of order leave a thread
+    on freed memory, and the next signal with a handler (SIGCHLD, SIGINT) kills the
+    process. One core for the whole process, its reference deliberately held past exit,
+    never restores anything.
+    """
+    core = ov.Core()
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(core))  # not even interpreter shutdown destroys it
+    return core
 
 
 CLASH_HINT = (

@@ -21,6 +21,7 @@ import importlib.util
 import math
 import os
 import re
+import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -59,7 +60,6 @@ _SIGNATURES: dict[str, tuple[Any, list[Any] | None]] = {
     "ov_get_last_err_msg": (_P, []),
     "ov_free": (None, [_P]),
     "ov_core_create": (ctypes.c_int, [_OUT]),
-    "ov_core_free": (None, [_P]),
     "ov_core_read_model": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_char_p, _OUT]),
     "ov_model_free": (None, [_P]),
     "ov_model_reshape_single_input": (ctypes.c_int, [_P, _PartialShape]),
@@ -119,6 +119,22 @@ class CApi:
         self.element_types = element_types(self.version)
         """numpy dtype -> this build's element type code."""
         self.dtypes = {code: dtype for dtype, code in self.element_types.items()}
+        self._core: ctypes.c_void_p | None = None
+        self._core_lock = threading.Lock()
+
+    @property
+    def core(self) -> ctypes.c_void_p:
+        """The one ``ov_core_t`` of this library, created on first use and never freed.
+
+        Never freed for the reason given in :func:`.openvino.shared_core`: each core's CPU
+        plugin reinstates, when destroyed, a signal stack that may already be freed.
+        """
+        with self._core_lock:
+            if self._core is None:
+                core = ctypes.c_void_p()
+                self.check(self.lib.ov_core_create(ctypes.byref(core)), "start")
+                self._core = core
+            return self._core
 
     def check(self, status: int, doing: str) -> None:
         """Raise :class:`BackendError` with OpenVINO's own message unless ``status`` is OK.
@@ -147,7 +163,7 @@ class CRuntime:
         self._handles: list[tuple[Callable[[Any], None], ctypes.c_void_p]] = []  # to free, newest last
         finalizer = weakref.finalize(self, _free, self._handles)
         finalizer.atexit = False  # at exit the process drops everything anyway, in an order OpenVINO may not like
-        self._core = self._new(api.lib.ov_core_create, api.lib.ov_core_free, "start")
+        self._core = api.core
         self._model = self._new(
             lambda out: api.lib.ov_core_read_model(self._core, os.fsencode(path), None, out),
             api.lib.ov_model_free,
@@ -219,7 +235,7 @@ class CRuntime:
 
 
 def _free(handles: list[tuple[Callable[[Any], None], ctypes.c_void_p]]) -> None:
-    # newest first: requests before their compiled models, the model before its core
+    # newest first: requests before their compiled models, compiled models before the model
     while handles:
         free, handle = handles.pop()
         free(handle)
