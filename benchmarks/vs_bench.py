@@ -67,12 +67,16 @@ import vapoursynth as vs
 
 from vsparagon.bench.contenders import (
     Builder,
+    eight_bit,
     mlrt_ort,
     mlrt_ort_rewritten,
     mlrt_ov,
+    mlrt_ov_defaults,
     noise_clip,
     ours,
     ours_as_given,
+    ours_default,
+    ours_reduced,
     planes,
     rewritten,
 )
@@ -104,7 +108,15 @@ FILTERS: dict[str, tuple[str, Builder, str]] = {
     "vs-mlrt ort": ("mlrt-ort", mlrt_ort, "ort"),
     "vs-mlrt ov": ("mlrt-ov", mlrt_ov, "ov"),
     "mlrt ort, our graph": ("mlrt-ort-rewritten", mlrt_ort_rewritten, "ort"),
+    # reduced precision, float clip: ours fp16=True (the CPU's native bf16/fp16) and vs-mlrt ov as it comes
+    "paragon ov fp16=True": ("ours-openvino-reduced", ours_reduced, ""),
+    "vs-mlrt ov defaults": ("mlrt-ov-defaults", mlrt_ov_defaults, "ov"),
+    # as shipped, 8-bit source and output: each product's defaults
+    "paragon default, 8-bit": ("ours-default-8bit", eight_bit(ours_default, takes_integers=True), ""),
+    "mlrt ov defaults, 8-bit": ("mlrt-ov-defaults-8bit", eight_bit(mlrt_ov_defaults, takes_integers=False), "ov"),
 }
+#: Filters whose output is not fp32 by design: compared against fp32 in 8-bit code values, not flagged.
+REDUCED = {"paragon ov fp16=True", "vs-mlrt ov defaults", "paragon default, 8-bit", "mlrt ov defaults, 8-bit"}
 #: Our filter -> the bare loop its overhead is measured against.
 BARE_OF = {"paragon ort-cpu": "bare onnxruntime", "paragon openvino": "bare openvino"}
 
@@ -453,7 +465,24 @@ def print_report(report: dict) -> None:
     reference = diffs.pop("reference")
     print(f"\nsame output? max |frame 0 - {reference}| (RGBS):")
     for name, value in diffs.items():
-        print(f"  {name:<18} {value:.2e}" + ("" if value <= 1e-4 else "   <-- DIFFERENT COMPUTATION"))
+        if name in REDUCED:  # reduced precision or 8-bit output: how far, in 8-bit code values
+            print(f"  {name:<24} {value:.2e} = {value * 255:.2f} 8-bit code values (reduced precision or 8-bit I/O)")
+        else:
+            print(f"  {name:<24} {value:.2e}" + ("" if value <= 1e-4 else "   <-- DIFFERENT COMPUTATION"))
+
+    bars = [
+        ("exact: best paragon fp32 / best vs-mlrt fp32", ["paragon ort-cpu", "paragon openvino"],
+         ["vs-mlrt ort", "vs-mlrt ov"]),
+        ("reduced: paragon fp16=True / vs-mlrt ov defaults", ["paragon ov fp16=True"], ["vs-mlrt ov defaults"]),
+        ("as shipped, 8-bit: paragon default / vs-mlrt ov defaults", ["paragon default, 8-bit"],
+         ["mlrt ov defaults, 8-bit"]),
+    ]  # fmt: skip
+    print("\nbars (best rounds; medians):")
+    for label, mine, theirs in bars:
+        if all(n in best for n in mine + theirs):
+            ours_best, peer_best = max(best[n] for n in mine), max(best[n] for n in theirs)
+            ours_med, peer_med = max(median[n] for n in mine), max(median[n] for n in theirs)
+            print(f"  {label}: {ours_best / peer_best:.2f}x; {ours_med / peer_med:.2f}x")
 
     width, height = MEMORY_SIZE
     for key, m in report["peak_memory_4k"].items():

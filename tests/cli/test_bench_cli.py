@@ -9,6 +9,7 @@ from helpers import paragon
 
 from vsparagon.cli.bench_cmd import parse_size
 from vsparagon.errors import ConfigError
+from vsparagon.runtime.precision import native_reduced
 
 
 def test_bench_json_ours_and_vs_mlrt_side_by_side(tiny_onnx, tmp_path):
@@ -20,14 +21,14 @@ def test_bench_json_ours_and_vs_mlrt_side_by_side(tiny_onnx, tmp_path):
     report = json.loads(result.stdout)
     assert report["variant"] == "paragonsr_tiny"
     assert report["input"] == "48x32 RGBS"
-    assert list(report["results"]) == ["ours-ort-cpu", "mlrt-ort", "mlrt-ov"]
+    assert list(report["results"]) == ["ours-ort-cpu", "mlrt-ort", "mlrt-ov", "mlrt-ov-defaults"]
     ours = report["results"]["ours-ort-cpu"]
     assert ours["label"] == "paragon ort-cpu"
     assert ours["output"] == "96x64"
     assert ours["fps"] > 0
     assert ours["ms_per_frame"] == pytest.approx(1000 / ours["fps"])
     assert ours["peak_mib"] >= ours["baseline_mib"] > 0
-    for peer in ("mlrt-ort", "mlrt-ov"):
+    for peer in ("mlrt-ort", "mlrt-ov", "mlrt-ov-defaults"):
         r = report["results"][peer]
         if "skipped" in r:  # vs-mlrt is the 'bench' extra, not part of 'dev'
             assert "pip install vapoursynth-mlrt-" in r["skipped"]
@@ -45,8 +46,12 @@ def test_bench_table_of_a_random_init_variant(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert "1 warm-up + 1 timed frames" in lines[0]
     assert lines[1].split() == ["contender", "fps", "ms/frame", "peak", "MiB", "setup", "s"]
-    assert lines[2].startswith("paragon openvino")
-    assert len(lines) == 3
+    assert lines[2].startswith("paragon openvino ")
+    if native_reduced() is None:
+        assert len(lines) == 3
+    else:  # the CPU runs bf16/fp16 natively: our reduced mode is measured too
+        assert lines[3].startswith("paragon openvino fp16 ")
+        assert len(lines) == 4
     assert (tmp_path / "bench" / "random_tiny_x2.onnx").is_file()  # exported once, into the cache
 
 

@@ -66,11 +66,45 @@ def mlrt_ov(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
     return vs.core.ov.Model(clip, model, device="CPU", fp16=False, config=lambda: config)
 
 
+def mlrt_ov_defaults(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+    """vs-mlrt OpenVINO on the CPU as it comes: no config, so OpenVINO picks its precision (bf16 on a CPU with it)."""
+    return vs.core.ov.Model(clip, model, device="CPU")
+
+
+def ours_reduced(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+    """vsparagon OpenVINO with ``fp16=True``: the CPU's native reduced precision (bf16 or fp16)."""
+    return upscale(clip, model=model, backend="openvino", threads=threads, fp16=True)
+
+
+def eight_bit(build: Builder, *, takes_integers: bool) -> Builder:
+    """``build`` in an 8-bit pipeline, as a user with an 8-bit source meets it, returned as RGBS for comparison.
+
+    vsparagon takes the RGB24 clip itself (``takes_integers``: its default precision depends on
+    the clip's depth); vs-mlrt takes only float clips, so its input is converted to RGBS and its
+    output back to RGB24.
+    """
+
+    def build8(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+        rgb24 = clip.resize.Point(format=vs.RGB24)
+        out = build(rgb24 if takes_integers else rgb24.resize.Point(format=vs.RGBS), model, threads)
+        return out.resize.Point(format=vs.RGB24).resize.Point(format=vs.RGBS)
+
+    return build8
+
+
+def ours_default(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+    """vsparagon as it comes: ``backend="auto"``, ``fp16=None``."""
+    return upscale(clip, model=model, threads=threads)
+
+
 #: vs-mlrt contenders: key -> (label, builder, plugin namespace).
 PEERS: dict[str, tuple[str, Builder, str]] = {
     "mlrt-ort": ("vs-mlrt ort", mlrt_ort, "ort"),
     "mlrt-ov": ("vs-mlrt ov", mlrt_ov, "ov"),
+    "mlrt-ov-defaults": ("vs-mlrt ov defaults", mlrt_ov_defaults, "ov"),
 }
+#: Our reduced-precision contender (``paragon bench`` adds it where the CPU has native bf16/fp16).
+OURS_REDUCED = "ours-openvino-fp16"
 
 
 def builder(key: str) -> tuple[str, Builder]:
@@ -79,6 +113,8 @@ def builder(key: str) -> tuple[str, Builder]:
     Raises:
         LookupError: a vs-mlrt plugin that is not installed.
     """
+    if key == OURS_REDUCED:
+        return "paragon openvino fp16", ours_reduced
     if key.startswith("ours-"):
         backend = key.removeprefix("ours-")
         return f"paragon {backend}", ours(backend)

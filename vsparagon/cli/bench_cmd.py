@@ -13,7 +13,9 @@ from typing import Any
 
 from vsparagon.errors import ConfigError, MissingDependencyError
 
-PEERS = ("mlrt-ort", "mlrt-ov")
+PEERS = ("mlrt-ort", "mlrt-ov", "mlrt-ov-defaults")
+"""vs-mlrt exact (ort; ov with its precision hint forced to f32) and as it comes (ov defaults: bf16 where the CPU has
+it). Ours reduced (``ours-openvino-fp16``) joins where the CPU runs bf16/fp16 natively: mode for mode."""
 
 
 def add_parser(commands: Any) -> None:
@@ -62,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.warmup < 0:
         raise ConfigError(f"--frames must be >= 1 and --warmup >= 0, got {args.frames} and {args.warmup}")
     from vsparagon.runtime.backends import backend_names
+    from vsparagon.runtime.precision import native_reduced
     from vsparagon.runtime.source import open_model, resolve
 
     backends = [b.strip() for b in args.backend.split(",") if b.strip()]
@@ -73,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     model = _random_model(args.variant, args.scale) if args.random_init else args.model
     source = resolve(variant=args.variant, scale=args.scale, model=model)
     keys = [f"ours-{b}" for b in backends]
+    if "openvino" in backends and native_reduced() is not None:
+        keys.append("ours-openvino-fp16")
     if not args.no_peers and source.kind == "onnx" and source.precision == "fp32":
         keys += PEERS
     threads = args.threads or os.cpu_count() or 1

@@ -88,8 +88,18 @@ def describe_model(name: str) -> dict[str, Any]:
         "receptive radius": d.receptive_radius if d.receptive_radius >= 0 else None,
         "tiling": _tiling(d),
         "fp16 safe": d.fp16_safe,
+        "default precision": _default_precision(d),
         "descriptor": json.loads(d.to_json()),
     }
+
+
+def _default_precision(d: ModelDescriptor) -> str:
+    """What ``fp16=None`` runs this model in on OpenVINO here, for 8-bit and deeper clips."""
+    from vsparagon.runtime.precision import native_reduced, reduced_by_default
+
+    if reduced_by_default(d, bits=8):
+        return f"{native_reduced()} on openvino for 8-bit integer clips; fp32 for deeper and float clips"
+    return "fp32"
 
 
 def _architecture(d: ModelDescriptor) -> str:
@@ -145,8 +155,24 @@ def gather() -> dict[str, Any]:
         "ffmpeg": _ffmpeg(),
         "shipped_models": {name: str(path) for name, path in shipped_models().items()},
         "backends": {name: _state(cls.unavailable()) for name, cls in BACKENDS.items()},
+        "precision": _precision(),
         "devices": _devices(),
     }
+
+
+def _precision() -> dict[str, str]:
+    """The CPU's native reduced precision and what ``fp16=None`` makes of it."""
+    from vsparagon.runtime.precision import REDUCED_MAX_BITS, describe_cpu, native_reduced
+
+    native = native_reduced()
+    if native is None:
+        default = "fp32 everywhere (no native bf16/fp16 on this CPU; fp16=True is refused on openvino)"
+    else:
+        default = (
+            f"{native} on openvino for our bounded x1/x2 models on integer clips of at most {REDUCED_MAX_BITS} "
+            "bits (within one code value of fp32); fp32 otherwise"
+        )
+    return {"cpu": describe_cpu(), "fp16=None": default, "fp16=False": "fp32 (exact)"}
 
 
 def _state(reason: str | None) -> str:
@@ -207,9 +233,9 @@ def _devices() -> dict[str, Any]:
 
         found["onnxruntime providers"] = ort.get_available_providers()
     with contextlib.suppress(Exception):
-        from vsparagon.runtime.backends.openvino import import_openvino
+        from vsparagon.runtime.backends.openvino import import_openvino, shared_core
 
-        found["openvino devices"] = import_openvino().Core().available_devices
+        found["openvino devices"] = shared_core(import_openvino()).available_devices
     if importlib.util.find_spec("torch") is not None:
         import torch
 
@@ -229,6 +255,8 @@ def render(report: dict[str, Any]) -> str:
     ]
     lines += ["", "Backends:"]
     lines += [f"  {name}: {state}" for name, state in report["backends"].items()]
+    lines += ["", "Precision:"]
+    lines += [f"  {name}: {value}" for name, value in report["precision"].items()]
     lines += ["", "Devices:"]
     lines += [f"  {name}: {value}" for name, value in report["devices"].items()]
     return "\n".join(lines)

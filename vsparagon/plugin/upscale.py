@@ -57,8 +57,11 @@ def upscale(
             if it fits the memory budget, else the largest tile that does.
         overlap: context around each tile in input pixels; -1 = the model's receptive
             radius for ``join="crop"`` (tiled == whole frame), a smaller value for ``blend``.
-        fp16: half precision; None = the backend's default for this model (full precision on the CPU
-            backends; half precision is refused for a model whose descriptor is not fp16-safe).
+        fp16: reduced precision (bf16 or fp16, whichever the CPU runs natively); False = exact fp32;
+            None = the fastest safe one: OpenVINO runs bf16/fp16 where the CPU has it in hardware, for
+            our bounded (fp16-safe) x1/x2 models on an 8-bit integer clip (measured: within one code
+            value of fp32), else fp32 (see docs/performance.md). Refused for a model that is not fp16-safe,
+            or where the backend cannot run it. Frames carry ``ParagonBackend`` and ``ParagonPrecision``.
         threads: CPU threads for inference; 0 = all. CPU backends infer several frames at once
             (``min(core.num_threads, max(2, threads // 4))`` streams sharing the threads), which
             keeps every core busy; ``core.num_threads = 1`` runs one frame at a time on all threads.
@@ -112,7 +115,10 @@ def _upscale(
     source = resolve(variant=variant_v, scale=scale_v, model=model_v, describe=_describe_foreign)
     name = source.path.name
     streams = auto_streams(threads_v, vs.core.num_threads)
-    config = resolve_backend(backend_v, source, fp16=fp16_v, threads=threads_v, device=device_v, streams=streams)
+    bits = fmt.bits_per_sample if fmt.sample_type == vs.INTEGER else None
+    config = resolve_backend(
+        backend_v, source, fp16=fp16_v, threads=threads_v, device=device_v, streams=streams, bits=bits
+    )
     if source.kind == "checkpoint" and not config.runs_checkpoints:
         source = _exported(source, fp16=config.fp16)
     session = open_session(config, source)
@@ -134,12 +140,12 @@ def _upscale(
     first = clip.get_frame(0).props  # colour metadata and alpha: rendered once, at creation
     info = formats.color_info(clip, first)
     planes = formats.to_grays(clip, info) if grey and fmt.color_family == vs.GRAY else formats.to_rgbs(clip, info)
-    out = _infer_node(planes, session, plan)
+    out = _infer_node(planes, session, plan, config.name)
     result = formats.from_rgbs(out, fmt, info)
     if "_Alpha" in first:
         alpha = clip.std.PropToClip("_Alpha")
         alpha_in = formats.to_grays(alpha, _FULL) if grey else formats.to_rgbs(alpha, _FULL)
-        alpha_up = formats.from_rgbs(_infer_node(alpha_in, session, plan), alpha.format, _FULL)
+        alpha_up = formats.from_rgbs(_infer_node(alpha_in, session, plan, config.name), alpha.format, _FULL)
         result = result.std.ClipToProp(alpha_up, "_Alpha")
     return result
 
@@ -183,7 +189,7 @@ def _exported(source: ModelSource, *, fp16: bool) -> ModelSource:
     return open_model(exported_onnx(source.path, identity=source.identity, fp16=fp16))
 
 
-def _infer_node(rgb: vs.VideoNode, session: Session, plan: TilePlan) -> vs.VideoNode:
+def _infer_node(rgb: vs.VideoNode, session: Session, plan: TilePlan, backend: str) -> vs.VideoNode:
     """A node whose frame n is the model's output for frame n of the RGBS (or GRAYS) clip ``rgb``.
 
     ``std.ModifyFrame`` runs its callback for one frame at a time, so a session that
@@ -192,10 +198,15 @@ def _infer_node(rgb: vs.VideoNode, session: Session, plan: TilePlan) -> vs.Video
     """
     k = min(session.max_parallel, rgb.num_frames)
     if k <= 1:
-        return _serial_infer_node(rgb, session, plan)
+        return _serial_infer_node(rgb, session, plan, backend)
     parts = [
         _serial_infer_node(
-            rgb.std.SelectEvery(cycle=k, offsets=[i], modify_duration=False), session, plan, first=i, step=k
+            rgb.std.SelectEvery(cycle=k, offsets=[i], modify_duration=False),
+            session,
+            plan,
+            backend,
+            first=i,
+            step=k,
         )
         for i in range(k)
     ]
@@ -203,9 +214,12 @@ def _infer_node(rgb: vs.VideoNode, session: Session, plan: TilePlan) -> vs.Video
 
 
 def _serial_infer_node(
-    rgb: vs.VideoNode, session: Session, plan: TilePlan, *, first: int = 0, step: int = 1
+    rgb: vs.VideoNode, session: Session, plan: TilePlan, backend: str, *, first: int = 0, step: int = 1
 ) -> vs.VideoNode:
-    """:func:`_infer_node` for one frame at a time; frame n here is frame ``first + n * step`` of the clip."""
+    """:func:`_infer_node` for one frame at a time; frame n here is frame ``first + n * step`` of the clip.
+
+    Each frame says what made it: ``ParagonBackend`` and ``ParagonPrecision`` (as the runtime ran it).
+    """
     s = session.scale
     blank = vs.core.std.BlankClip(rgb, width=rgb.width * s, height=rgb.height * s, keep=True)
 
@@ -225,6 +239,8 @@ def _serial_infer_node(
         plan.run_into(image, session.run, planes, scale=s)
         frame.props.clear()
         frame.props.update(src.props)
+        frame.props["ParagonBackend"] = backend
+        frame.props["ParagonPrecision"] = session.precision
         return frame
 
     return vs.core.std.ModifyFrame(blank, [rgb, blank], infer_frame)

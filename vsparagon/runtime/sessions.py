@@ -47,20 +47,31 @@ def open_session(backend: Backend, source: ModelSource) -> Session:
 
 
 def resolve_backend(
-    name: str, source: ModelSource, *, fp16: bool | None, threads: int, device: int, streams: int = 1
+    name: str,
+    source: ModelSource,
+    *,
+    fp16: bool | None,
+    threads: int,
+    device: int,
+    streams: int = 1,
+    bits: int | None = None,
 ) -> Backend:
     """Turn a ``backend=`` string (``auto`` included) into a backend config.
 
-    ``fp16=None`` is the backend's default precision for this model (:meth:`Backend.default_fp16`).
+    ``fp16=None`` is the backend's default precision for this model and a clip of integer depth
+    ``bits`` (None: a float clip), :meth:`Backend.default_fp16`.
 
     Raises:
-        ConfigError: an unknown backend, or half precision asked of a model not marked fp16-safe.
+        ConfigError: an unknown backend, half precision asked of a model not marked fp16-safe, or of a
+            backend that cannot run it here.
     """
     chosen = pick_auto() if name == "auto" else name
     if chosen not in BACKENDS:
         raise ConfigError(f"unknown backend {chosen!r}; valid backends: {', '.join(backend_names())}")
     if fp16 is None:
-        fp16 = BACKENDS[chosen].default_fp16(source.descriptor)
+        fp16 = BACKENDS[chosen].default_fp16(source.descriptor, bits=bits)
+    elif fp16 and (refusal := BACKENDS[chosen].half_refusal()):
+        raise ConfigError(f"fp16=True: {refusal}")
     elif fp16 and not source.descriptor.fp16_safe:
         raise ConfigError(
             f"model {source.path.name} is not marked fp16-safe (its unbounded design can overflow half precision "

@@ -34,6 +34,9 @@ class Session(ABC):
         """Calls of ``run`` that may compute at once (more wait their turn)."""
         self.channels = 3
         """Planes the model takes (set from the descriptor by ``open_session``); 1 for a grey model."""
+        self.precision = "fp16" if self.input_dtype == np.float16 else "fp32"
+        """What the model computes in: ``fp32``, ``fp16`` or ``bf16`` (a runtime that picks its own sets it
+        once it has compiled; the frame property ``ParagonPrecision``)."""
         self._gate = threading.BoundedSemaphore(max_parallel)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -80,9 +83,17 @@ class Backend(ABC):
         return None
 
     @classmethod
-    def default_fp16(cls, descriptor: ModelDescriptor) -> bool:
-        """The precision ``fp16=None`` means for ``descriptor``: full precision unless a backend says otherwise."""
+    def default_fp16(cls, descriptor: ModelDescriptor, *, bits: int | None) -> bool:
+        """What ``fp16=None`` means for ``descriptor`` and a clip of integer depth ``bits`` (None: float).
+
+        Full precision unless a backend says otherwise.
+        """
         return False
+
+    @classmethod
+    def half_refusal(cls) -> str | None:
+        """Why this backend cannot run ``fp16=True`` on this machine (the fix included), or None when it can."""
+        return None
 
     def cache_key(self, source: ModelSource) -> str:
         """Identity of the session this config builds for ``source``."""

@@ -11,8 +11,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from vsparagon.catalogue import ModelDescriptor
 from vsparagon.errors import MissingDependencyError
 from vsparagon.runtime.backends.base import Backend, BackendError, Session, cpu_onnx_file
+from vsparagon.runtime.precision import cpu_name, native_reduced, reduced_by_default
 from vsparagon.runtime.source import ModelSource
 
 
@@ -27,6 +29,9 @@ class OpenVinoRuntime(Protocol):
 
     def infer(self, request: Any, batch: np.ndarray) -> np.ndarray:
         """Run ``request`` on ``batch``: the first output, float32. Releases the GIL while it computes."""
+
+    def precision(self, compiled: Any) -> str:
+        """What ``compiled`` computes in, as OpenVINO decided: ``fp32``, ``bf16`` or ``fp16``."""
 
 
 class OpenVinoSession(Session):
@@ -44,6 +49,7 @@ class OpenVinoSession(Session):
             if shape not in self._compiled:
                 self._compiled[shape] = self._runtime.compile(shape)
                 self._idle[shape] = []
+                self.precision = self._runtime.precision(self._compiled[shape])
             idle = self._idle[shape]
             return idle.pop() if idle else self._runtime.request(self._compiled[shape])
 
@@ -76,6 +82,9 @@ class PythonRuntime:
     def request(self, compiled: Any) -> Any:
         return compiled.create_infer_request()
 
+    def precision(self, compiled: Any) -> str:
+        return precision_name(str(compiled.get_property("INFERENCE_PRECISION_HINT")))
+
     def infer(self, request: Any, batch: np.ndarray) -> np.ndarray:
         # set the tensor directly: the Python input dispatcher deadlocks when two VapourSynth
         # threads feed two requests of one compiled model at once
@@ -98,6 +107,15 @@ def shared_core(ov: Any) -> Any:
     core = ov.Core()
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(core))  # not even interpreter shutdown destroys it
     return core
+
+
+def precision_name(ov_type: str) -> str:
+    """OpenVINO's name of an element type (``bf16``, ``f16``, ``f32``, ``<Type: 'float32'>``) as ours."""
+    text = ov_type.lower()
+    for ours, names in (("bf16", ("bf16", "bfloat16")), ("fp16", ("f16", "float16")), ("fp32", ("f32", "float32"))):
+        if any(name in text for name in names):
+            return ours
+    return text
 
 
 CLASH_HINT = (
@@ -165,6 +183,20 @@ class OpenVino(Backend):
         return OpenVinoSession(
             open_runtime(path, config), scale=source.descriptor.scale, fp16_io=fp16_io, streams=streams
         )
+
+    @classmethod
+    def default_fp16(cls, descriptor: ModelDescriptor, *, bits: int | None) -> bool:
+        """Reduced precision by the measured rule of :func:`~vsparagon.runtime.precision.reduced_by_default`."""
+        return reduced_by_default(descriptor, bits=bits)
+
+    @classmethod
+    def half_refusal(cls) -> str | None:
+        if native_reduced() is None:
+            return (
+                f"this CPU ({cpu_name()}) has no native bf16 or fp16 (AVX-512 BF16/FP16, AMX), so OpenVINO would "
+                "run fp32 anyway; leave fp16 unset or use fp16=False"
+            )
+        return None
 
     @classmethod
     def unavailable(cls) -> str | None:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from vsparagon.runtime.backends.base import BackendError
-from vsparagon.runtime.backends.openvino import CLASH_HINT, ov_reason
+from vsparagon.runtime.backends.openvino import CLASH_HINT, ov_reason, precision_name
 
 _P = ctypes.c_void_p
 _OUT = ctypes.POINTER(ctypes.c_void_p)
@@ -66,6 +66,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any] | None]] = {
     # variadic: (core, model, device, count, out, key, value, ...), every key and value a char*
     "ov_core_compile_model": (ctypes.c_int, None),
     "ov_compiled_model_free": (None, [_P]),
+    "ov_compiled_model_get_property": (ctypes.c_int, [_P, ctypes.c_char_p, _OUT]),
     "ov_compiled_model_create_infer_request": (ctypes.c_int, [_P, _OUT]),
     "ov_infer_request_free": (None, [_P]),
     "ov_infer_request_set_input_tensor": (ctypes.c_int, [_P, _P]),
@@ -197,6 +198,16 @@ class CRuntime:
             lib.ov_infer_request_free,
             "create an infer request",
         )
+
+    def precision(self, compiled: ctypes.c_void_p) -> str:
+        lib = self._api.lib
+        value = ctypes.c_void_p()
+        status = lib.ov_compiled_model_get_property(compiled, b"INFERENCE_PRECISION_HINT", ctypes.byref(value))
+        self._api.check(status, "report the compiled model's precision")
+        try:
+            return precision_name(ctypes.string_at(value).decode(errors="replace"))
+        finally:
+            lib.ov_free(value)
 
     def infer(self, request: ctypes.c_void_p, batch: np.ndarray) -> np.ndarray:
         """Run ``request`` on ``batch`` (C-contiguous float16 or float32; read in place, not copied)."""

@@ -20,6 +20,7 @@ class TorchSession(Session):
     def __init__(self, model: Any, device: Any, dtype: Any, *, scale: int) -> None:
         super().__init__(scale=scale, input_dtype=np.float32, max_parallel=1)
         self._model, self._device, self._dtype = model, device, dtype
+        self.precision = "fp16" if str(dtype) == "torch.float16" else "fp32"
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -51,7 +52,12 @@ class TorchBackend(Backend):
         if self.threads:
             torch.set_num_threads(self.threads)
         device = torch.device(f"cuda:{self.device}") if torch.cuda.is_available() else torch.device("cpu")
-        dtype = torch.float16 if self.fp16 and device.type == "cuda" else torch.float32
+        if self.fp16 and device.type != "cuda":
+            raise ConfigError(
+                "fp16=True: backend='torch' runs half precision only on a CUDA GPU and none is available; "
+                "use fp16=False, or backend='openvino' for bf16 on a CPU that has it"
+            )
+        dtype = torch.float16 if self.fp16 else torch.float32
         model: torch.nn.Module
         if is_foreign_checkpoint(source.path):
             model = models.load_foreign(source.path).module
