@@ -92,6 +92,11 @@ def eight_bit(build: Builder, *, takes_integers: bool) -> Builder:
     return build8
 
 
+def ours_exact(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+    """vsparagon with ``backend="auto"`` and ``fp16=False``: exact fp32 (the reference of the reduced modes)."""
+    return upscale(clip, model=model, threads=threads, fp16=False)
+
+
 def ours_default(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
     """vsparagon as it comes: ``backend="auto"``, ``fp16=None``."""
     return upscale(clip, model=model, threads=threads)
