@@ -170,7 +170,7 @@ def _precision() -> dict[str, str]:
     else:
         default = (
             f"{native} on openvino for our bounded x1/x2 models on integer clips of at most {REDUCED_MAX_BITS} "
-            "bits (within one code value of fp32); fp32 otherwise"
+            "bits (twice the speed; see docs/performance.md#precision); fp32 otherwise"
         )
     return {"cpu": describe_cpu(), "fp16=None": default, "fp16=False": "fp32 (exact)"}
 

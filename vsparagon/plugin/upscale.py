@@ -59,8 +59,8 @@ def upscale(
             radius for ``join="crop"`` (tiled == whole frame), a smaller value for ``blend``.
         fp16: reduced precision (bf16 or fp16, whichever the CPU runs natively); False = exact fp32;
             None = the fastest safe one: OpenVINO runs bf16/fp16 where the CPU has it in hardware, for
-            our bounded (fp16-safe) x1/x2 models on an 8-bit integer clip (measured: within one code
-            value of fp32), else fp32 (see docs/performance.md). Refused for a model that is not fp16-safe,
+            our bounded (fp16-safe) x1/x2 models on an 8-bit integer clip (measured: tiny x2 within one
+            code value of fp32), else fp32 (see docs/performance.md). Refused for a model that is not fp16-safe,
             or where the backend cannot run it. Frames carry ``ParagonBackend`` and ``ParagonPrecision``.
         threads: CPU threads for inference; 0 = all. CPU backends infer several frames at once
             (``min(core.num_threads, max(2, threads // 4))`` streams sharing the threads), which

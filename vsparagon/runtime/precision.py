@@ -1,9 +1,10 @@
 """Which reduced precision this CPU runs natively, and when ``fp16=None`` takes it.
 
 Measured on real pictures by ``benchmarks/precision.py`` (table and command in
-``docs/performance.md``): OpenVINO's bf16 on a CPU with AVX-512 BF16 keeps the x2 models'
-8-bit output within one code value of fp32, but moves tiny x4's by up to two, and every
-model's 10-bit output by several. So ``fp16=None`` takes reduced precision only where all
+``docs/performance.md``): OpenVINO's bf16 on a CPU with AVX-512 BF16 doubles the speed and
+keeps the x2 models' 8-bit output within one code value of fp32 (tiny_video x2: two on under
+0.1% of photo samples), but moves tiny x4's by up to two, and every model's 10-bit output by
+several. So ``fp16=None`` takes reduced precision only where all
 of these hold: the CPU computes it in hardware (never emulated); the model is one of ours
 (measured), of the bounded, overflow-safe design, at most x2; the clip's samples are
 integers of at most 8 bits. Anything else runs fp32; ``fp16=True`` asks for reduced
