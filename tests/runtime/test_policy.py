@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from vsparagon.catalogue import UNKNOWN_RADIUS, ModelDescriptor
 from vsparagon.errors import ConfigError
 from vsparagon.runtime import tiling
-from vsparagon.runtime.policy import UNKNOWN_RADIUS_OVERLAP, WORK_PER_CHANNEL, plan_frame
+from vsparagon.runtime.policy import (
+    UNKNOWN_RADIUS_OVERLAP,
+    WORK_PER_CHANNEL,
+    available_memory,
+    default_budget,
+    plan_frame,
+)
 
 TINY = ModelDescriptor(arch="paragonsr", variant="paragonsr_tiny", scale=2, receptive_radius=60, config={"dim": 32})
 FOREIGN = ModelDescriptor(arch="onnx", variant="x", scale=2, receptive_radius=UNKNOWN_RADIUS, fused=True)
@@ -25,8 +33,8 @@ def test_blend_needs_less_overlap():
 
 
 def test_a_large_frame_is_cut_to_the_budget_and_frames_in_flight_share_it():
-    one = plan_frame(TINY, height=2160, width=3840, fp16=False)
-    two = plan_frame(TINY, height=2160, width=3840, fp16=False, frames_in_flight=2)
+    one = plan_frame(TINY, height=2160, width=3840, fp16=False, budget_bytes=2 << 30)
+    two = plan_frame(TINY, height=2160, width=3840, fp16=False, frames_in_flight=2, budget_bytes=2 << 30)
     assert not one.whole(2160, 3840)
     assert two.tile_h * two.tile_w < one.tile_h * one.tile_w
     # the same numbers tiling.auto_tile gives for this budget and model width
@@ -38,8 +46,8 @@ def test_a_large_frame_is_cut_to_the_budget_and_frames_in_flight_share_it():
 
 
 def test_half_precision_fits_larger_tiles():
-    full = plan_frame(TINY, height=2160, width=3840, fp16=False)
-    half = plan_frame(TINY, height=2160, width=3840, fp16=True)
+    full = plan_frame(TINY, height=2160, width=3840, fp16=False, budget_bytes=2 << 30)
+    half = plan_frame(TINY, height=2160, width=3840, fp16=True, budget_bytes=2 << 30)
     assert half.tile_h * half.tile_w > full.tile_h * full.tile_w
 
 
@@ -122,3 +130,27 @@ def test_a_square_model_needs_a_square_clip_and_square_tiles():
         plan_frame(square, height=64, width=64, fp16=False, tile=[16, 32])
     plan = plan_frame(square, height=64, width=64, fp16=False, tile=16)
     assert plan.tile_h == plan.tile_w == 16
+
+
+def test_the_default_budget_is_a_third_of_the_available_memory_within_2_and_16_gib():
+    gib = 1 << 30
+    assert default_budget(24 * gib) == 8 * gib
+    assert default_budget(3 * gib) == 2 * gib  # the floor
+    assert default_budget(96 * gib) == 16 * gib  # the ceiling
+    assert default_budget(available_memory()) == default_budget()
+    assert available_memory() is None or 0 < available_memory() < 1 << 50
+
+
+def test_a_budget_too_small_for_any_tile_runs_the_cheaper_plan_instead_of_failing():
+    """A deep model (s, radius 225) at 640x480 under a small budget: the whole frame costs less than any tile."""
+    deep = dataclasses.replace(TINY, receptive_radius=225, config={**TINY.config, "dim": 64})
+    plan = plan_frame(deep, height=480, width=640, fp16=False, frames_in_flight=2, budget_bytes=1 << 30)
+    assert plan.whole(480, 640)
+
+
+def test_a_runtime_that_needs_less_memory_gets_larger_tiles():
+    ort = plan_frame(TINY, height=1080, width=1920, fp16=False, frames_in_flight=2, budget_bytes=8 << 30)
+    ov = plan_frame(TINY, height=1080, width=1920, fp16=False, frames_in_flight=2, budget_bytes=8 << 30,
+                    work_per_channel=12)  # fmt: skip
+    assert not ort.whole(1080, 1920)
+    assert ov.whole(1080, 1920)  # OpenVINO: the whole HD frame, 1.6x faster than the tiles

@@ -128,6 +128,7 @@ def _upscale(
         width=clip.width,
         fp16=config.fp16,
         frames_in_flight=session.max_parallel,
+        work_per_channel=session.work_per_channel,
         tile=tile,
         overlap=overlap,
         join=join_v,

@@ -11,6 +11,7 @@ import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -18,13 +19,52 @@ from vsparagon.catalogue.descriptor import ModelDescriptor
 from vsparagon.errors import ConfigError
 from vsparagon.runtime import tiling
 
-#: Memory all concurrent inference calls together may use when ``tile=0`` picks the tile size.
+#: The least memory all concurrent inference calls together may use when ``tile=0`` picks the tile size.
 DEFAULT_BUDGET_BYTES = 2048 * 1024 * 1024
+#: The most: beyond it, larger tiles gain nothing measurable.
+MAX_BUDGET_BYTES = 16 * 1024 * 1024 * 1024
+#: The share of the memory available to this process (MemAvailable, or the cgroup's room) the budget takes.
+BUDGET_SHARE = 1 / 3
 #: Working values per input pixel, per feature channel of the model, that a CPU runtime
 #: holds at its peak. Measured for tiny (dim 32) on 640x480 and 1280x1024 windows: ONNX
 #: Runtime 1,510 bytes per pixel on the CPU-rewritten graph (2,370 on the graph as given),
 #: OpenVINO 1,005; 20 x dim float32 values (2,620 bytes with input and output) covers all three.
 WORK_PER_CHANNEL = 20
+
+
+def default_budget(available: int | None = None) -> int:
+    """The inference memory ``tile=0`` plans for: a third of what is available, 2-16 GiB.
+
+    Whole frames run faster than tiles (no overlap computed twice: 1.6x at 1920x1080 for tiny x2
+    on OpenVINO), so the budget grows with the machine rather than staying at the floor.
+    ``available`` defaults to :func:`available_memory`.
+    """
+    if available is None:
+        available = available_memory()
+    if available is None:
+        return DEFAULT_BUDGET_BYTES
+    return int(min(MAX_BUDGET_BYTES, max(DEFAULT_BUDGET_BYTES, available * BUDGET_SHARE)))
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still take: Linux's MemAvailable, capped by a cgroup v2 limit; None if unknown."""
+    found = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max" and found is not None:
+            found = min(found, max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return found
+
+
 #: Overlap (input pixels) used when a model's receptive radius is unknown (a foreign ONNX graph).
 #: Tiles then join approximately; pass ``overlap`` (or ``tile`` = the frame) for exactness.
 UNKNOWN_RADIUS_OVERLAP = 16
@@ -82,7 +122,8 @@ def plan_frame(
     width: int,
     fp16: bool,
     frames_in_flight: int = 1,
-    budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    budget_bytes: int | None = None,
+    work_per_channel: float = WORK_PER_CHANNEL,
     tile: object = 0,
     overlap: object = -1,
     join: str = "crop",
@@ -94,7 +135,11 @@ def plan_frame(
         height, width: the frame, in input pixels.
         fp16: half-precision tensors (halves the memory per value).
         frames_in_flight: inferences that run at once; they share ``budget_bytes``.
-        budget_bytes: memory for all of them together when the tile size is automatic.
+        budget_bytes: memory for all of them together when the tile size is automatic;
+            None = :func:`default_budget`. A soft target: when not even the smallest tile fits it,
+            the cheaper of the whole frame and that tile runs.
+        work_per_channel: the runtime's working values per input pixel and feature channel
+            (the session's ``work_per_channel``).
         tile: 0 (whole frame if it fits the budget, else the largest tile that does), a core
             size ``N``, or ``[width, height]`` (checked here: user values come straight in).
         overlap: context around each tile in input pixels; -1 = the receptive radius for
@@ -129,10 +174,10 @@ def plan_frame(
             scale=descriptor.scale,
             channels=descriptor.in_channels,
             bytes_per_value=2 if fp16 else 4,
-            budget_bytes=budget_bytes // max(1, frames_in_flight),
+            budget_bytes=(default_budget() if budget_bytes is None else budget_bytes) // max(1, frames_in_flight),
             overlap=chosen,
             multiple_of=multiple,
-            work_factor=WORK_PER_CHANNEL * descriptor.working_channels,
+            work_factor=work_per_channel * descriptor.working_channels,
         )
     else:
         tile_w = sizes[0]
@@ -211,10 +256,13 @@ def auto_streams(threads: int, core_threads: int) -> int:
 __all__ = [
     "DEFAULT_BUDGET_BYTES",
     "JOINS",
+    "MAX_BUDGET_BYTES",
     "MAX_TILE",
     "UNKNOWN_RADIUS_OVERLAP",
     "WORK_PER_CHANNEL",
     "TilePlan",
     "auto_streams",
+    "available_memory",
+    "default_budget",
     "plan_frame",
 ]

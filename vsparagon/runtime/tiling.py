@@ -22,7 +22,6 @@ Nothing here imports torch or VapourSynth: ``infer`` is whatever runs the model.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -420,7 +419,8 @@ def auto_tile(
         work_factor: intermediate values per input pixel (e.g. 4 x feature channels).
 
     Raises:
-        ConfigError: for bad arguments, or a budget too small for the smallest tile.
+        ConfigError: for bad arguments. A budget too small for the smallest tile gives the cheaper of
+            that tile and the whole frame (the budget is a target, not a reason to fail).
     """
     height = _check_int("height", height, minimum=1)
     width = _check_int("width", width, minimum=1)
@@ -445,12 +445,11 @@ def auto_tile(
     # Binary search over multiples of multiple_of; cost never falls as the tile grows.
     low = _round_up(max(overlap, 1), multiple_of) // multiple_of
     high = _round_up(max(height, width), multiple_of) // multiple_of
-    if cost(low * multiple_of) > budget_bytes:
-        needed = math.ceil(cost(low * multiple_of))
-        raise ConfigError(
-            f"budget_bytes {budget_bytes} is too small: the smallest tile ({low * multiple_of} px with "
-            f"overlap {overlap}) needs {needed} bytes; raise the budget or lower the overlap"
-        )
+    if cost(low * multiple_of) > budget_bytes:  # a soft budget: the cheaper of the smallest tile and the whole frame
+        whole = _round_up(height, multiple_of) * _round_up(width, multiple_of) * per_pixel
+        if whole <= cost(low * multiple_of):
+            return height, width
+        high = low
     while low < high:
         mid = (low + high + 1) // 2
         if cost(mid * multiple_of) <= budget_bytes:

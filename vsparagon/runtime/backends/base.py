@@ -34,6 +34,9 @@ class Session(ABC):
         """Calls of ``run`` that may compute at once (more wait their turn)."""
         self.channels = 3
         """Planes the model takes (set from the descriptor by ``open_session``); 1 for a grey model."""
+        self.work_per_channel: float = 20
+        """Working values the runtime holds per input pixel and feature channel, at its peak (tile planning).
+        20 covers ONNX Runtime on the graph as given; a runtime that measured less says so."""
         self.precision = "fp16" if self.input_dtype == np.float16 else "fp32"
         """What the model computes in: ``fp32``, ``fp16`` or ``bf16`` (a runtime that picks its own sets it
         once it has compiled; the frame property ``ParagonPrecision``)."""
