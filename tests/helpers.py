@@ -106,3 +106,21 @@ def duration(info: str) -> float:
     match = re.search(r"Duration: (\d+):(\d+):([\d.]+)", info)
     assert match, info
     return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+
+
+SAMPLE_FILM = Path(__file__).resolve().parents[1] / "examples" / "bigbuckbunny_320x180.mp4"
+
+
+def film_frames(count: int, every: int) -> list[np.ndarray]:
+    """``count`` RGB24 frames (H, W, 3) of the sample film, one in ``every`` (decoded with PyAV; skips without it)."""
+    import pytest
+
+    av = pytest.importorskip("av")
+    frames = []
+    with av.open(str(SAMPLE_FILM)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i % every == 0:
+                frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == count:
+                break
+    return frames

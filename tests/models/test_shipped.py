@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import vapoursynth as vs
+from helpers import film_frames
 
 from vsparagon.export.onnx import picture_like
 from vsparagon.models import checkpoint
@@ -21,7 +22,6 @@ from vsparagon.train.metrics import rgb_to_y
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
-SAMPLE = ROOT / "examples" / "bigbuckbunny_320x180.mp4"
 SHIPPED = sorted(p.stem for p in MODELS.glob("paragonsr_*_x[1-4].onnx"))
 
 
@@ -79,15 +79,7 @@ def test_onnx_and_safetensors_are_the_same_model(stem):
 
 
 def _sample_frames(count: int) -> list[np.ndarray]:
-    av = pytest.importorskip("av")
-    frames = []
-    with av.open(str(SAMPLE)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i % 25 == 0:
-                frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == count:
-                break
-    return frames
+    return film_frames(count, every=25)
 
 
 def _y_psnr(a: torch.Tensor, b: torch.Tensor, border: int) -> float:

@@ -7,26 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import vapoursynth as vs
+from helpers import film_frames
 
 from vsparagon.plugin import upscale
 from vsparagon.runtime import precision
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "examples" / "bigbuckbunny_320x180.mp4"
 NATIVE = precision.native_reduced()
 
 
 @pytest.fixture(scope="module")
 def film() -> vs.VideoNode:
     """Three frames of the sample film as RGB24 (real pictures: edges, gradients, flat sky)."""
-    av = pytest.importorskip("av")
-    frames = []
-    with av.open(str(SAMPLE)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i % 40 == 0:
-                frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == 3:
-                break
+    frames = film_frames(3, every=40)
     height, width = frames[0].shape[:2]
     blank = vs.core.std.BlankClip(width=width, height=height, format=vs.RGB24, length=len(frames))
 
