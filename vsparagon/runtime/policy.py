@@ -7,6 +7,7 @@ call :func:`plan_frame`, so a picture is cut the same way wherever it is upscale
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 from collections.abc import Sequence
@@ -44,6 +45,13 @@ def default_budget(available: int | None = None) -> int:
     if available is None:
         return DEFAULT_BUDGET_BYTES
     return int(min(MAX_BUDGET_BYTES, max(DEFAULT_BUDGET_BYTES, available * BUDGET_SHARE)))
+
+
+@functools.cache
+def process_budget() -> int:
+    """:func:`default_budget`, measured once per process: every filter of a script plans alike, whatever
+    the memory does meanwhile (a plan that changed between two calls would change the tiles)."""
+    return default_budget()
 
 
 def available_memory() -> int | None:
@@ -136,7 +144,7 @@ def plan_frame(
         fp16: half-precision tensors (halves the memory per value).
         frames_in_flight: inferences that run at once; they share ``budget_bytes``.
         budget_bytes: memory for all of them together when the tile size is automatic;
-            None = :func:`default_budget`. A soft target: when not even the smallest tile fits it,
+            None = :func:`process_budget`. A soft target: when not even the smallest tile fits it,
             the cheaper of the whole frame and that tile runs.
         work_per_channel: the runtime's working values per input pixel and feature channel
             (the session's ``work_per_channel``).
@@ -174,7 +182,7 @@ def plan_frame(
             scale=descriptor.scale,
             channels=descriptor.in_channels,
             bytes_per_value=2 if fp16 else 4,
-            budget_bytes=(default_budget() if budget_bytes is None else budget_bytes) // max(1, frames_in_flight),
+            budget_bytes=(process_budget() if budget_bytes is None else budget_bytes) // max(1, frames_in_flight),
             overlap=chosen,
             multiple_of=multiple,
             work_factor=work_per_channel * descriptor.working_channels,
@@ -265,4 +273,5 @@ __all__ = [
     "available_memory",
     "default_budget",
     "plan_frame",
+    "process_budget",
 ]

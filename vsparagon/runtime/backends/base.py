@@ -15,6 +15,7 @@ import numpy as np
 from vsparagon._files import atomic_write, cached_conversion, cached_name, is_cached, model_cache
 from vsparagon.catalogue.descriptor import ModelDescriptor
 from vsparagon.errors import MissingDependencyError, ParagonError
+from vsparagon.runtime.policy import WORK_PER_CHANNEL
 from vsparagon.runtime.source import ModelSource
 
 
@@ -34,9 +35,9 @@ class Session(ABC):
         """Calls of ``run`` that may compute at once (more wait their turn)."""
         self.channels = 3
         """Planes the model takes (set from the descriptor by ``open_session``); 1 for a grey model."""
-        self.work_per_channel: float = 20
+        self.work_per_channel: float = WORK_PER_CHANNEL
         """Working values the runtime holds per input pixel and feature channel, at its peak (tile planning).
-        20 covers ONNX Runtime on the graph as given; a runtime that measured less says so."""
+        The default covers ONNX Runtime on the graph as given; a runtime that measured less says so."""
         self.precision = "fp16" if self.input_dtype == np.float16 else "fp32"
         """What the model computes in: ``fp32``, ``fp16`` or ``bf16`` (a runtime that picks its own sets it
         once it has compiled; the frame property ``ParagonPrecision``)."""
