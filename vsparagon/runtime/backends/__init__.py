@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from vsparagon.errors import ConfigError
 from vsparagon.runtime.backends.base import Backend, BackendError, Session
-from vsparagon.runtime.backends.gpu_pending import OrtCuda, OrtTensorRT, TensorRT
 from vsparagon.runtime.backends.openvino import OpenVino
 from vsparagon.runtime.backends.ort_cpu import OrtCpu
+from vsparagon.runtime.backends.ort_gpu import OrtCuda, OrtTensorRT
 from vsparagon.runtime.backends.torch_backend import TorchBackend
+from vsparagon.runtime.backends.trt import TensorRT
 
 #: ``backend=`` name -> config class.
 BACKENDS: dict[str, type[Backend]] = {

@@ -20,24 +20,3 @@ class _Pending(Backend):
             f"backend={cls.name!r} (GPU) is not available in this version of vsparagon yet; "
             "use backend='ort-cpu', 'openvino' or 'torch'"
         )
-
-
-@dataclass(frozen=True, kw_only=True)
-class OrtCuda(_Pending):
-    """ONNX Runtime with the CUDA execution provider (not yet implemented)."""
-
-    name = "ort-cuda"
-
-
-@dataclass(frozen=True, kw_only=True)
-class OrtTensorRT(_Pending):
-    """ONNX Runtime with the TensorRT execution provider (not yet implemented)."""
-
-    name = "ort-trt"
-
-
-@dataclass(frozen=True, kw_only=True)
-class TensorRT(_Pending):
-    """Native TensorRT engines (not yet implemented)."""
-
-    name = "trt"
