@@ -13,7 +13,7 @@ import pytest
 from vsparagon import catalogue
 from vsparagon.catalogue import ShippedName, locate, read_onnx, read_safetensors_descriptor, shipped_models
 from vsparagon.catalogue.files import safetensors_metadata
-from vsparagon.catalogue.table import architecture_of, split_arch, variant_spec
+from vsparagon.catalogue.table import architecture_of, check_scale, split_arch, variant_spec
 from vsparagon.errors import CheckpointError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ MODELS = ROOT / "models"
 
 
 def test_the_table_is_the_seed_table():
-    assert catalogue.variant_names() == [f"paragonsr_{v}" for v in ("tiny", "xs", "s", "m", "l", "xl")]
+    assert catalogue.variant_names("paragonsr") == [f"paragonsr_{v}" for v in ("tiny", "xs", "s", "m", "l", "xl")]
     assert dict(variant_spec("tiny")) == {"dim": 32, "num_groups": 3, "blocks_per_group": 3}
     assert dict(variant_spec("paragonsr_XL")) == {"dim": 160, "num_groups": 12, "blocks_per_group": 12}
     assert catalogue.SCALES == (1, 2, 3, 4)
@@ -166,3 +166,13 @@ def test_an_unreadable_onnx_is_named(tmp_path):
 def test_split_arch_defaults_to_paragonsr():
     assert split_arch("tiny")[0].name == "paragonsr"
     assert split_arch("paragonsr_tiny_video")[1] == "tiny_video"
+
+
+def test_the_research_architectures_are_in_the_table():
+    """Seeds 003 and 004: two presets each, x2 and x4, named with their architecture's prefix."""
+    assert catalogue.variant_names("ehrsr") == ["ehrsr_tiny", "ehrsr_base"]
+    assert catalogue.variant_names("hermes") == ["hermes_tiny", "hermes_base"]
+    assert architecture_of("EHRSR_tiny").name == "ehrsr"
+    assert catalogue.ARCHITECTURES["hermes"].scales == (2, 4)
+    with pytest.raises(ConfigError, match="supported scales: 2, 4"):
+        check_scale(3, "hermes")

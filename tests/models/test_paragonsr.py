@@ -23,7 +23,7 @@ VARIANT_SCALES = [(v, s) for v in SEED_TABLE for s in models.SCALES]
 
 
 def test_variant_table_matches_the_seed():
-    assert models.variant_names() == list(SEED_TABLE)
+    assert models.variant_names("paragonsr") == list(SEED_TABLE)
     for name, (dim, groups, blocks) in SEED_TABLE.items():
         model = models.create(name, scale=2)
         assert (model.cfg.dim, model.cfg.num_groups, model.cfg.blocks_per_group) == (dim, groups, blocks)

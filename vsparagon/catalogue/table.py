@@ -47,8 +47,28 @@ PARAGONSR = Architecture(
     scales=(1, 2, 3, 4),
 )
 
+EHRSR = Architecture(
+    name="ehrsr",
+    summary="EHR-SR: hybrid multi-scale research network (seed 003): attention, selective scan, experts",
+    variants={
+        "ehrsr_tiny": {"dim": 32},
+        "ehrsr_base": {"dim": 64},
+    },
+    scales=(2, 4),
+)
+
+HERMES = Architecture(
+    name="hermes",
+    summary="HERMES-IR/SR: degradation-aware dual-stream research network (seed 004) with routed experts",
+    variants={
+        "hermes_tiny": {"dim": 32},
+        "hermes_base": {"dim": 64},
+    },
+    scales=(2, 4),
+)
+
 #: Architecture name -> its entry. The first is the default for short variant names.
-ARCHITECTURES: dict[str, Architecture] = {arch.name: arch for arch in (PARAGONSR,)}
+ARCHITECTURES: dict[str, Architecture] = {arch.name: arch for arch in (PARAGONSR, EHRSR, HERMES)}
 DEFAULT_ARCH = "paragonsr"
 #: Upscaling factors the plugin accepts (any architecture's).
 SCALES = tuple(sorted({s for arch in ARCHITECTURES.values() for s in arch.scales}))
@@ -115,6 +135,8 @@ def check_scale(scale: object, arch: str = DEFAULT_ARCH) -> int:
 __all__ = [
     "ARCHITECTURES",
     "DEFAULT_ARCH",
+    "EHRSR",
+    "HERMES",
     "SCALES",
     "Architecture",
     "architecture_of",

@@ -25,8 +25,7 @@ from vsparagon._files import atomic_write
 from vsparagon.catalogue.descriptor import METADATA_KEY, ModelDescriptor
 from vsparagon.errors import ExportError
 from vsparagon.models.fusion import fuse
-from vsparagon.models.paragonsr.arch import ParagonSR
-from vsparagon.models.registry import describe
+from vsparagon.models.registry import describe, entry_of
 from vsparagon.onnx_fp16 import to_float16
 
 #: Max abs difference allowed between ONNX Runtime (fp32 graph) and PyTorch fp32.
@@ -62,7 +61,7 @@ class ExportReport:
 
 
 def export_onnx(
-    model: ParagonSR,
+    model: nn.Module,
     path: str | os.PathLike[str],
     *,
     fp16: bool = False,
@@ -73,7 +72,7 @@ def export_onnx(
     """Write ``model`` as an ONNX graph, atomically, after checking it against PyTorch.
 
     Args:
-        model: a ParagonSR model in training or fused form (it is not modified).
+        model: a model of a registered architecture, in training or fused form (it is not modified).
         path: destination ``.onnx`` file; it appears only if export and check succeed.
         fp16: export a float16 graph (float16 input and output).
         opset: ONNX opset, one of :data:`OPSETS`.
@@ -84,9 +83,8 @@ def export_onnx(
     Raises:
         ExportError: bad opset or destination, exporter failure, or a parity failure.
     """
-    if not isinstance(model, ParagonSR):
-        raise TypeError(f"export_onnx() takes a ParagonSR model, got {type(model).__name__}")
-    reference: ParagonSR = fuse(model).float().cpu()  # type: ignore[assignment]
+    entry_of(model)  # a model of a registered architecture, or TypeError
+    reference = fuse(model).float().cpu()
     return export_module(
         reference if fused else _training_form(model),
         replace(describe(reference), fused=fused),
@@ -155,7 +153,7 @@ def export_module(
     return ExportReport(target, precision, opset, error, tolerance, descriptor)
 
 
-def _training_form(model: ParagonSR) -> nn.Module:
+def _training_form(model: nn.Module) -> nn.Module:
     clone = copy.deepcopy(model).float().cpu()
     return clone.train()
 

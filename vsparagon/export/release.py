@@ -15,7 +15,7 @@ from torch import nn
 from vsparagon.export.onnx import ExportReport, export_onnx
 from vsparagon.models import checkpoint as model_files
 from vsparagon.models.fusion import fuse
-from vsparagon.models.paragonsr.arch import ParagonSR
+from vsparagon.models.registry import entry_of
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,8 @@ def write_release(model: nn.Module, folder: Path, stem: str, *, onnx: bool = Tru
     ``model`` is not modified. Files are written atomically and readable by everyone
     (they are meant to be shipped).
     """
-    if not isinstance(model, ParagonSR):
-        raise TypeError(f"write_release() takes a ParagonSR model, got {type(model).__name__}")
+    entry_of(model)  # a model of a registered architecture, or TypeError
     fused = fuse(copy.deepcopy(model).float().cpu().eval())
-    assert isinstance(fused, ParagonSR)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / f"{stem}.safetensors"
     model_files.save(fused, weights)

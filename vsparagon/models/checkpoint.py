@@ -14,27 +14,26 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from torch import nn
 
 from vsparagon._files import atomic_write
 from vsparagon.catalogue.descriptor import METADATA_KEY, ModelDescriptor
 from vsparagon.catalogue.files import is_foreign_checkpoint, read_safetensors_descriptor, safetensors_metadata
 from vsparagon.errors import CheckpointError, ConfigError
 from vsparagon.models.fusion import fuse
-from vsparagon.models.paragonsr.arch import ParagonSR
-from vsparagon.models.registry import BUILDERS, config_from_dict, describe
+from vsparagon.models.registry import ENTRIES, config_from_dict, describe, entry_of
 
 #: Metadata key of the SHA-256 over all tensors (names, dtypes, shapes, bytes).
 DIGEST_KEY = "vsparagon_sha256"
 
 
-def save(model: ParagonSR, path: str | os.PathLike[str]) -> ModelDescriptor:
+def save(model: nn.Module, path: str | os.PathLike[str]) -> ModelDescriptor:
     """Write ``model`` (training or fused form) to a safetensors file, atomically.
 
     Returns:
         The descriptor stored in the file's metadata.
     """
-    if not isinstance(model, ParagonSR):
-        raise TypeError(f"save() takes a ParagonSR model, got {type(model).__name__}")
+    entry_of(model)  # a model of a registered architecture, or TypeError
     target = Path(path)
     if not target.parent.is_dir():
         raise CheckpointError(f"{target}: folder {target.parent} does not exist")
@@ -67,14 +66,16 @@ def read_descriptor(path: str | os.PathLike[str]) -> ModelDescriptor:
 
         raise foreign_checkpoint_error(source)
     descriptor = read_safetensors_descriptor(source)
-    if descriptor.arch not in BUILDERS:
+    if descriptor.arch not in ENTRIES:
         raise CheckpointError(
-            f"{source}: architecture {descriptor.arch!r} is not supported (expected one of {', '.join(BUILDERS)})"
+            f"{source}: architecture {descriptor.arch!r} is not supported (expected one of {', '.join(ENTRIES)})"
         )
     return descriptor
 
 
-def load(path: str | os.PathLike[str], *, fused: bool | None = None, device: str = "cpu") -> ParagonSR:
+def load(
+    path: str | os.PathLike[str], *, fused: bool | None = None, device: str = "cpu", arch: str | None = None
+) -> nn.Module:
     """Rebuild a model from a checkpoint written by :func:`save`.
 
     Args:
@@ -83,6 +84,7 @@ def load(path: str | os.PathLike[str], *, fused: bool | None = None, device: str
             ``None`` keeps the form stored in the file. A fused file cannot be
             loaded with ``fused=False``.
         device: where to put the weights.
+        arch: the architecture the caller expects (None: any); a checkpoint of another is refused.
 
     Raises:
         CheckpointError: naming the file, when it is missing, unreadable, foreign,
@@ -90,8 +92,13 @@ def load(path: str | os.PathLike[str], *, fused: bool | None = None, device: str
     """
     source = Path(path)
     descriptor = read_descriptor(source)
+    if arch is not None and descriptor.arch != arch:
+        raise CheckpointError(
+            f"{source}: holds a {descriptor.arch} model ({descriptor.variant}), not a {arch} one; "
+            f"load it as {descriptor.arch} (e.g. variant {descriptor.variant!r}) or pick a {arch} checkpoint"
+        )
     try:
-        cfg = config_from_dict(dict(descriptor.config), source=str(source))
+        cfg = config_from_dict(dict(descriptor.config), source=str(source), arch=descriptor.arch)
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
     if cfg.scale != descriptor.scale:
@@ -103,9 +110,9 @@ def load(path: str | os.PathLike[str], *, fused: bool | None = None, device: str
             f"{source}: holds a fused (inference) model, which cannot be turned back into the "
             "training form; load the training checkpoint instead, or pass fused=True/None"
         )
-    model = ParagonSR(cfg, variant=descriptor.variant)
+    model = ENTRIES[descriptor.arch].module(cfg, variant=descriptor.variant)
     if descriptor.fused:
-        model = fuse(model, inplace=True)  # type: ignore[assignment]
+        model = fuse(model, inplace=True)
     try:
         with safe_open(str(source), framework="pt", device=device) as handle:
             state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
@@ -121,11 +128,11 @@ def load(path: str | os.PathLike[str], *, fused: bool | None = None, device: str
     model.load_state_dict(state, strict=True)
     model.to(device)
     if fused and not descriptor.fused:
-        model = fuse(model, inplace=True)  # type: ignore[assignment]
+        model = fuse(model, inplace=True)
     return model.eval() if descriptor.fused or fused else model
 
 
-def _check_state(model: ParagonSR, state: dict[str, torch.Tensor], source: Path) -> None:
+def _check_state(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -7,12 +7,12 @@ import copy
 import torch
 from torch import nn
 
-from vsparagon.models.layers.reparam import RepConv2d
+from vsparagon.models.layers.reparam import Reparameterizable, RepConv2d
 
 
 def _fuse_children(module: nn.Module) -> None:
     for name, child in module.named_children():
-        if isinstance(child, RepConv2d):
+        if isinstance(child, Reparameterizable):
             setattr(module, name, child.fuse())
         else:
             _fuse_children(child)
@@ -21,7 +21,8 @@ def _fuse_children(module: nn.Module) -> None:
 def fuse(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """Return the permanent inference form of ``model``.
 
-    Every :class:`RepConv2d` is replaced by the single ``nn.Conv2d`` it equals.
+    Every :class:`~vsparagon.models.layers.reparam.Reparameterizable` block (a :class:`RepConv2d`,
+    or an architecture's own) is replaced by the inference form it equals.
     The result is in eval mode. Fusing an already fused model changes nothing.
 
     Args:
@@ -35,7 +36,7 @@ def fuse(model: nn.Module, *, inplace: bool = False) -> nn.Module:
 
 def is_fused(model: nn.Module) -> bool:
     """True when no reparameterizable block is left in ``model``."""
-    return not any(isinstance(m, RepConv2d) for m in model.modules())
+    return not any(isinstance(m, Reparameterizable) for m in model.modules())
 
 
 @torch.no_grad()

@@ -30,8 +30,7 @@ from torch.utils.data import DataLoader
 from vsparagon.errors import CheckpointError, ConfigError
 from vsparagon.models import checkpoint as model_files
 from vsparagon.models.fusion import is_fused, load_fused_state
-from vsparagon.models.paragonsr.arch import ParagonSR
-from vsparagon.models.registry import create
+from vsparagon.models.registry import create, entry_of
 from vsparagon.train import losses
 from vsparagon.train.config import TrainConfig, to_plain
 from vsparagon.train.data import StepBatches, TrainSamples, ValImage, validation_set, worker_init
@@ -420,7 +419,7 @@ def initial_weights(path: Path) -> dict[str, torch.Tensor]:
         stored = model_files.load(path)
         if not is_fused(stored):
             return stored.state_dict()
-        trainable = ParagonSR(stored.cfg, variant=stored.variant)
+        trainable = entry_of(stored).module(stored.cfg, variant=stored.variant)
         load_fused_state(trainable, stored.state_dict())
         return trainable.state_dict()
     return state.modules.get("ema", state.modules["model"])

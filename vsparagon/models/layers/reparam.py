@@ -31,7 +31,19 @@ def _pad_to(kernel: torch.Tensor, size: KernelSize) -> torch.Tensor:
     return F.pad(kernel, (dw, dw, dh, dh))
 
 
-class RepConv2d(nn.Module):
+class Reparameterizable(nn.Module):
+    """A block trained in one form and deployed in a cheaper, equal one.
+
+    :func:`vsparagon.models.fusion.fuse` replaces every such block by what :meth:`fuse`
+    returns; the result must compute the same function (each block has a fused == unfused test).
+    """
+
+    def fuse(self) -> nn.Module:
+        """The inference form of this block (a new module; ``self`` is not changed)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define fuse()")
+
+
+class RepConv2d(Reparameterizable):
     """A convolution trained as a sum of branches and deployed as one conv.
 
     Branches (all "same" padded, stride 1):
