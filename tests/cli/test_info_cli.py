@@ -15,7 +15,18 @@ def test_info_reports_plugin_backends_and_reasons():
     assert text.startswith("vsparagon ")
     assert "libparagon.so" in text
     assert "ort-cpu: available" in text
-    assert "trt: unavailable: backend='trt' (GPU) is not available in this version of vsparagon yet" in text
+    backends = text.split("Backends:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    names = [line.split(":", 1)[0].strip() for line in backends]
+    assert names == ["auto", "ort-cpu", "openvino", "torch", "ort-cuda", "ort-trt", "trt"]
+    assert backends[0].startswith("  auto: picks openvino here (the first usable of trt, ort-trt, ort-cuda, torch, ")
+    for line in backends[4:]:  # no GPU on this machine: every GPU backend says why
+        name = line.split(":", 1)[0].strip()
+        assert line.startswith(f"  {name}: unavailable: "), line
+        assert len(line) > len(f"  {name}: unavailable: ") + 10
+    assert "  torch: available on the CPU only (no NVIDIA driver found" in text
+    gpu = text.split("GPU:\n", 1)[1].split("\n\n", 1)[0]
+    assert "  gpus: none: no NVIDIA driver found" in gpu
+    assert "  driver: unknown (NVML not found)" in gpu
     shipped = text.split("Shipped models:\n", 1)[1]
     for stem in ("paragonsr_tiny_x2", "paragonsr_tiny_x4", "paragonsr_tiny_video_x2"):
         assert f"  {stem}: " in shipped
@@ -32,6 +43,9 @@ def test_info_json():
     assert report["packages"]["onnxruntime"]
     assert report["backends"]["ort-cpu"] == "available"
     assert report["backends"]["ort-cuda"].startswith("unavailable: ")
+    assert report["backends"]["auto"].startswith("picks openvino here")
+    assert report["gpu"]["gpus"].startswith("none: no NVIDIA driver found")
+    assert report["gpu"]["cuda (driver)"] == "unknown"
     assert sorted(report["shipped_models"]) == [
         "paragonsr_tiny_video_x2",
         "paragonsr_tiny_x2",

@@ -1,4 +1,4 @@
-"""The filters benchmarks compare on one clip: vsparagon's backends and vs-mlrt's CPU plugins (VapourSynth layer)."""
+"""The filters benchmarks compare on one clip: vsparagon's backends and vs-mlrt's plugins (VapourSynth layer)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import numpy as np
 import vapoursynth as vs
 
 import vsparagon.plugin  # noqa: F401  (OpenVINO before the core, so vs-mlrt's bundled one cannot win)
+from vsparagon.bench.rows import checkpoint_of
 from vsparagon.plugin import upscale
+from vsparagon.runtime import gpu_info
 from vsparagon.runtime.backends.base import cpu_onnx_file
 from vsparagon.runtime.graph_rewrite import ENV_SWITCH
 from vsparagon.runtime.source import resolve
@@ -102,11 +104,44 @@ def ours_default(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
     return upscale(clip, model=model, threads=threads)
 
 
+#: Frames each GPU contender keeps in flight (vsparagon's default; vs-mlrt's peers are given the same).
+GPU_STREAMS = 2
+
+
+def ours_torch_cuda(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+    """vsparagon ``backend="torch"`` on the checkpoint of ``model`` (on the GPU: rows run only where CUDA is)."""
+    return upscale(clip, model=str(checkpoint_of(model)), backend="torch", threads=threads)
+
+
+def mlrt_ort_cuda(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+    """vs-mlrt ORT on the GPU, as vsmlrt.py's ``Backend.ORT_CUDA(fp16=True)`` builds it, with GPU_STREAMS streams."""
+    return vs.core.ort.Model(
+        clip, model, provider="CUDA", device_id=0, num_streams=GPU_STREAMS, fp16=True, cudnn_benchmark=True, verbosity=1
+    )
+
+
+def mlrt_trt(clip: vs.VideoNode, model: str, threads: int) -> vs.VideoNode:
+    """vs-mlrt TensorRT, on an fp16 static-shape engine its ``trtexec`` builds (:mod:`.mlrt_trt`)."""
+    from vsparagon.bench import mlrt_trt as engines
+
+    plugin = vs.core.trt
+    gpu = gpu_info.gpu_report().device(0)
+    engine, fp16_io = engines.engine_for(
+        model, plugin_path=plugin.plugin_path, version_code=int(plugin.Version()["tensorrt_version"]),
+        gpu=gpu.name if gpu else "unknown", width=clip.width, height=clip.height,
+    )  # fmt: skip
+    source = clip.resize.Point(format=vs.RGBH) if fp16_io else clip
+    out = plugin.Model(source, str(engine), device_id=0, num_streams=GPU_STREAMS, verbosity=2)
+    return out.resize.Point(format=vs.RGBS) if fp16_io else out
+
+
 #: vs-mlrt contenders: key -> (label, builder, plugin namespace).
 PEERS: dict[str, tuple[str, Builder, str]] = {
     "mlrt-ort": ("vs-mlrt ort", mlrt_ort, "ort"),
     "mlrt-ov": ("vs-mlrt ov", mlrt_ov, "ov"),
     "mlrt-ov-defaults": ("vs-mlrt ov defaults", mlrt_ov_defaults, "ov"),
+    "mlrt-trt": ("vs-mlrt trt", mlrt_trt, "trt"),
+    "mlrt-ort-cuda": ("vs-mlrt ort cuda", mlrt_ort_cuda, "ort"),
 }
 #: Our reduced-precision contender (``paragon bench`` adds it where the CPU has native bf16/fp16).
 OURS_REDUCED = "ours-openvino-fp16"
@@ -120,12 +155,16 @@ def builder(key: str) -> tuple[str, Builder]:
     """
     if key == OURS_REDUCED:
         return "paragon openvino fp16", ours_reduced
+    if key == "ours-torch-cuda":
+        return "paragon torch cuda", ours_torch_cuda
     if key.startswith("ours-"):
         backend = key.removeprefix("ours-")
         return f"paragon {backend}", ours(backend)
     label, build, namespace = PEERS[key]
     if not hasattr(vs.core, namespace):
-        raise LookupError(f"core.{namespace} is not installed (pip install vapoursynth-mlrt-{namespace})")
+        package = f"vapoursynth-mlrt-{namespace}"
+        package += " vapoursynth-mlrt-ort-cuda" if key == "mlrt-ort-cuda" else ""
+        raise LookupError(f"core.{namespace} is not installed (pip install {package})")
     return label, build
 
 

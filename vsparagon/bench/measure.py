@@ -1,12 +1,14 @@
-"""Timing and memory helpers (no VapourSynth): wall and CPU time, other processes' load, peak RSS."""
+"""Timing and memory helpers (no VapourSynth): wall and CPU time, other processes' load, peak RSS and GPU memory."""
 
 from __future__ import annotations
 
 import os
 import resource
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def timed(work: Callable[[], object], count: int) -> tuple[float, float, float]:
@@ -64,3 +66,55 @@ def reset_peak() -> bool:
     except OSError:
         return False
     return True
+
+
+class GpuPeak:
+    """Peak memory in use on GPU 0 while the ``with`` block runs, sampled from NVML every few milliseconds.
+
+    Counts every process on the GPU (NVML cannot single one out without privileges); the
+    result is the rise over the memory in use when the block began. Nothing where NVML is absent.
+    """
+
+    def __init__(self, index: int = 0, period: float = 0.005) -> None:
+        self._index, self._period = index, period
+        self._nvml: Any = None
+        self._start: float | None = None
+        self._peak = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> GpuPeak:
+        from vsparagon.runtime import gpu_info
+
+        self._nvml = gpu_info.open_nvml()
+        if self._nvml is not None:
+            self._start = gpu_info.used_mib(self._nvml, self._index)
+        if self._start is not None:
+            self._peak = self._start
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        from vsparagon.runtime import gpu_info
+
+        while not self._stop.is_set():
+            used = gpu_info.used_mib(self._nvml, self._index)
+            if used is not None:
+                self._peak = max(self._peak, used)
+            self._stop.wait(self._period)
+
+    def __exit__(self, *exc: object) -> None:
+        from vsparagon.runtime import gpu_info
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._nvml is not None:
+            gpu_info.close_nvml(self._nvml)
+
+    def result(self) -> dict[str, float]:
+        """``{"gpu_peak_mib": rise}``, or nothing where NVML could not be read."""
+        if self._start is None:
+            return {}
+        return {"gpu_peak_mib": self._peak - self._start}

@@ -51,8 +51,16 @@ EHRSR = Architecture(
     name="ehrsr",
     summary="EHR-SR: hybrid multi-scale research network (seed 003): attention, selective scan, experts",
     variants={
-        "ehrsr_tiny": {"dim": 32},
-        "ehrsr_base": {"dim": 64},
+        "ehrsr_tiny": {"dim": 16, "levels": 2, "trunk_blocks": 2, "heads": 4, "experts": 3},
+        "ehrsr_base": {
+            "dim": 32,
+            "levels": 2,
+            "trunk_blocks": 4,
+            "heads": 4,
+            "experts": 4,
+            "enc_blocks": 2,
+            "dec_blocks": 2,
+        },
     },
     scales=(2, 4),
 )
@@ -61,8 +69,22 @@ HERMES = Architecture(
     name="hermes",
     summary="HERMES-IR/SR: degradation-aware dual-stream research network (seed 004) with routed experts",
     variants={
-        "hermes_tiny": {"dim": 32},
-        "hermes_base": {"dim": 64},
+        "hermes_tiny": {
+            "dim": 32,
+            "trunk_stride": 4,
+            "stream_blocks": 1,
+            "fusion_blocks": 2,
+            "trunk_blocks": 2,
+            "heads": 2,
+        },
+        "hermes_base": {
+            "dim": 64,
+            "trunk_stride": 2,
+            "stream_blocks": 2,
+            "fusion_blocks": 4,
+            "trunk_blocks": 4,
+            "heads": 4,
+        },
     },
     scales=(2, 4),
 )

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ def add_parser(commands: Any) -> None:
         help="measure frames per second and peak memory, beside vs-mlrt when installed",
         description=(
             "Upscale a synthetic RGBS clip of --size with the model on each --backend, and with vs-mlrt's "
-            "core.ort/core.ov on the same ONNX when installed. Each contender runs in its own process: "
+            "core.ort/core.ov (with --gpu also core.trt and core.ort on CUDA) on the same ONNX when installed. "
+            "Each contender runs in its own process: "
             "warm-up frames, then --frames timed frames; peak memory is that process's VmHWM from filter "
             "creation to the last frame."
         ),
@@ -36,11 +36,25 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--random-init", action="store_true", help="benchmark an untrained --variant (exported once; needs torch)"
     )
-    parser.add_argument("--backend", default="ort-cpu,openvino", help="comma-separated (default ort-cpu,openvino)")
+    parser.add_argument(
+        "--backend", default="ort-cpu,openvino", help="comma-separated, may be empty (default ort-cpu,openvino)"
+    )
     parser.add_argument("--size", default="320x240", help="input frame size WxH (default 320x240)")
     parser.add_argument("--frames", type=int, default=8, help="timed frames (default 8)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed frames first (default 1)")
     parser.add_argument("--threads", type=int, default=0, help="inference threads; 0 = all cores")
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="add the GPU rows: ours on trt, ort-trt, ort-cuda and torch (CUDA), and vs-mlrt's trt and ort (CUDA) "
+        "when installed; a row that cannot run here is listed as skipped, with the reason",
+    )
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="after each of our rows, the backend's session alone in a loop on the same frame (no VapourSynth), "
+        "and the plugin's overhead against it",
+    )
     parser.add_argument("--no-peers", action="store_true", help="skip vs-mlrt even when installed")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.set_defaults(run=run)
@@ -63,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     width, height = parse_size(args.size)
     if args.frames < 1 or args.warmup < 0:
         raise ConfigError(f"--frames must be >= 1 and --warmup >= 0, got {args.frames} and {args.warmup}")
+    from vsparagon.bench.rows import GPU_OURS, GPU_PEERS, add_overheads, measure_in_child
     from vsparagon.runtime.backends import backend_names
     from vsparagon.runtime.precision import native_reduced
     from vsparagon.runtime.source import open_model, resolve
@@ -76,17 +91,22 @@ def run(args: argparse.Namespace) -> int:
     model = _random_model(args.variant, args.scale) if args.random_init else args.model
     source = resolve(variant=args.variant, scale=args.scale, model=model)
     keys = [f"ours-{b}" for b in backends]
+    keys += [key for key in GPU_OURS if args.gpu and key not in keys]
+    if args.bare:
+        keys = [row for key in keys for row in (key, key.replace("ours-", "bare-", 1))]
     if "openvino" in backends and native_reduced() is not None:
         keys.append("ours-openvino-fp16")
     if not args.no_peers and source.kind == "onnx" and source.precision == "fp32":
-        keys += PEERS
+        keys += PEERS if {"ort-cpu", "openvino"} & set(backends) else ()
+        keys += GPU_PEERS if args.gpu else ()
     threads = args.threads or os.cpu_count() or 1
     results = {}
     for key in keys:
         print(f"paragon bench: {key} ...", file=sys.stderr, flush=True)
         config = {"key": key, "model": str(source.path), "width": width, "height": height}
         config |= {"warmup": args.warmup, "frames": args.frames, "threads": threads}
-        results[key] = _child(config)
+        results[key] = measure_in_child(config)
+    add_overheads(results)
     d = open_model(source.path).descriptor
     report = {
         "model": str(source.path),
@@ -124,31 +144,28 @@ def _random_model(variant: str, scale: int) -> Path:
     return target
 
 
-def _child(config: dict[str, Any]) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "vsparagon.bench.child", json.dumps(config)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode == 0 and lines:
-        result: dict[str, Any] = json.loads(lines[-1])
-        return result
-    if done.returncode < 0:
-        return {"error": f"killed by signal {-done.returncode} (9: most likely out of memory)"}
-    tail = done.stderr.strip().splitlines()
-    return {"error": f"exit {done.returncode}: {tail[-1] if tail else 'no message'}"}
-
-
 def render(report: dict[str, Any]) -> str:
-    """The results table."""
+    """The results table (GPU memory and overhead columns where some row has them)."""
+    results = report["results"]
+    gpu = any("gpu_peak_mib" in r for r in results.values())
+    overhead = any("overhead" in r for r in results.values())
     lines = [
         f"model {report['model']} ({report['variant']} x{report['scale']}); input {report['input']}; "
         f"{report['warmup']} warm-up + {report['frames']} timed frames; {report['threads']} threads",
-        f"{'contender':<20}{'fps':>9}{'ms/frame':>10}{'peak MiB':>10}{'setup s':>9}",
+        f"{'contender':<20}{'fps':>9}{'ms/frame':>10}{'peak MiB':>10}{'setup s':>9}"
+        + (f"{'GPU MiB':>9}" if gpu else "")
+        + (f"{'overhead':>10}" if overhead else ""),
     ]
-    for key, r in report["results"].items():
+    for key, r in results.items():
         if "fps" in r:
-            lines.append(
+            line = (
                 f"{r['label']:<20}{r['fps']:>9.3f}{r['ms_per_frame']:>10.1f}{r['peak_mib']:>10.0f}{r['setup_s']:>9.2f}"
             )
+            if gpu:
+                line += f"{r['gpu_peak_mib']:>9.0f}" if "gpu_peak_mib" in r else f"{'-':>9}"
+            if overhead:
+                line += f"{r['overhead']:>10.1%}" if "overhead" in r else f"{'':>10}"
+            lines.append(line.rstrip())
         else:
             lines.append(f"{key:<20}  {'skipped' if 'skipped' in r else 'failed'}: {r.get('skipped') or r['error']}")
     return "\n".join(lines)

@@ -22,7 +22,8 @@ def add_parser(commands: Any) -> None:
         "export",
         help="write a fused ONNX graph from a checkpoint",
         description=(
-            "Fuse a ParagonSR checkpoint and write it as ONNX with dynamic batch, height and width, "
+            "Fuse a vsparagon checkpoint (ParagonSR, EHR-SR or HERMES) and write it as ONNX with dynamic batch, "
+            "height and width, "
             "after checking ONNX Runtime against PyTorch. Either give CHECKPOINT, or --variant/--scale "
             "with --random-init to measure an untrained architecture. Another project's checkpoint "
             "(.pth, .ckpt, .safetensors: ESRGAN, Compact, SPAN, ... as spandrel knows them) is exported "
@@ -38,8 +39,10 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument("--fp16", action="store_true", help="export a float16 graph (float16 input/output)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--variant", help="with --random-init: tiny, xs, s, m, l or xl")
-    parser.add_argument("--scale", type=int, help="with --random-init: 1, 2, 3 or 4")
+    parser.add_argument("--variant", help=f"with --random-init: {', '.join(_variants())}")
+    parser.add_argument(
+        "--scale", type=int, help=f"with --random-init: a scale the variant takes ({'; '.join(_scales())})"
+    )
     parser.add_argument("--random-init", action="store_true", help="export an untrained model (for benchmarks)")
     parser.add_argument("--seed", type=int, default=0, help="with --random-init: weight seed (default 0)")
     parser.set_defaults(run=run)
@@ -81,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
         model = models.load(checkpoint, fused=True)
     elif variant is not None and scale is not None:
         torch.manual_seed(args.seed)
-        model = models.create(variant, scale=scale)
+        try:
+            model = models.create(variant, scale=scale)
+        except ConfigError as exc:
+            raise ConfigError(f"--variant {variant} --scale {scale}: {exc}") from None
     else:  # excluded by the checks above
         raise ConfigError("nothing to export")
     report = export_onnx(model, args.output, fp16=args.fp16, opset=args.opset)
@@ -94,3 +100,22 @@ def _say_written(report: ExportReport, what: str) -> None:
         f"wrote {report.path} ({what}, {report.precision}, opset {report.opset}, "
         f"max |onnxruntime - torch| = {report.max_abs_error:.2e} <= {report.tolerance:g})"
     )
+    if report.descriptor.global_context:
+        print(
+            "note: this model has global context: paragon.Upscale runs it on whole frames when memory allows, "
+            "and otherwise joins its tiles with blending (close to, not equal to, the whole-frame result)"
+        )
+
+
+def _variants() -> list[str]:
+    """Variant names as ``--variant`` takes them (ParagonSR's without prefix)."""
+    from vsparagon.catalogue.table import short_name, variant_names
+
+    return [short_name(v) for v in variant_names()]
+
+
+def _scales() -> list[str]:
+    """Each architecture's scales, e.g. ``ehrsr: 2, 4``."""
+    from vsparagon.catalogue.table import ARCHITECTURES
+
+    return [f"{a.name}: {', '.join(map(str, a.scales))}" for a in ARCHITECTURES.values()]

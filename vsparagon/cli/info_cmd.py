@@ -1,4 +1,4 @@
-"""``paragon info``: versions, the VapourSynth plugin, shipped models and which backends can run here.
+"""``paragon info``: versions, the VapourSynth plugin, shipped models, the GPU and which backends can run here.
 
 ``paragon info MODEL`` describes one model file instead: ours, an ONNX graph, or another project's
 checkpoint (what spandrel detected and the receptive field measured for tiling).
@@ -18,8 +18,18 @@ from typing import Any
 
 from vsparagon import __version__
 from vsparagon.catalogue import ModelDescriptor
+from vsparagon.runtime import gpu_info
 
-_PACKAGES = ("onnxruntime", "openvino", "torch", "numpy", "vapoursynth-bestsource", "imageio-ffmpeg")
+_PACKAGES = (
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "tensorrt",
+    "openvino",
+    "torch",
+    "numpy",
+    "vapoursynth-bestsource",
+    "imageio-ffmpeg",
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -145,7 +155,6 @@ def render_model(report: dict[str, Any]) -> str:
 def gather() -> dict[str, Any]:
     """Everything ``paragon info`` reports, as plain data."""
     from vsparagon.catalogue import shipped_models
-    from vsparagon.runtime.backends import BACKENDS
 
     return {
         "vsparagon": __version__,
@@ -154,10 +163,29 @@ def gather() -> dict[str, Any]:
         "packages": {name: _version(name) for name in _PACKAGES},
         "ffmpeg": _ffmpeg(),
         "shipped_models": {name: str(path) for name, path in shipped_models().items()},
-        "backends": {name: _state(cls.unavailable()) for name, cls in BACKENDS.items()},
+        "backends": _backends(),
+        "gpu": gpu_info.describe(gpu_info.gpu_report()),
         "precision": _precision(),
         "devices": _devices(),
     }
+
+
+def _backends() -> dict[str, str]:
+    """Every backend, available or why not; ``auto`` first, with what it picks here."""
+    from vsparagon.runtime.backends import AUTO_ORDER, BACKENDS
+    from vsparagon.runtime.sessions import first_usable
+
+    onnx, checkpoint = first_usable(torch_runs_it=False), first_usable(torch_runs_it=True)
+    picks = onnx if onnx == checkpoint else f"{checkpoint} for a checkpoint or shipped model, {onnx} for other ONNX"
+    states = {"auto": f"picks {picks} here (the first usable of {', '.join(AUTO_ORDER)})"}
+    for name, cls in BACKENDS.items():
+        reason = cls.unavailable()
+        if name == "torch" and reason is None:
+            cuda = gpu_info.torch_cuda_problem()
+            states[name] = "available (CUDA)" if cuda is None else f"available on the CPU only ({cuda})"
+        else:
+            states[name] = _state(reason)
+    return states
 
 
 def _precision() -> dict[str, str]:
@@ -180,10 +208,13 @@ def _state(reason: str | None) -> str:
 
 
 def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    # TensorRT's wheels are named for their CUDA (tensorrt-cu12); ``tensorrt`` is only a meta-package
+    for name in (package, *(f"{package}-cu{cuda}" for cuda in (13, 12, 11) if package == "tensorrt")):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def _vapoursynth() -> dict[str, Any]:
@@ -209,6 +240,7 @@ def _vapoursynth() -> dict[str, Any]:
         ("bs", "bestsource", "pip install 'vsparagon[video]'"),
         ("ort", "vs-mlrt ort", "pip install vapoursynth-mlrt-ort"),
         ("ov", "vs-mlrt ov", "pip install vapoursynth-mlrt-ov"),
+        ("trt", "vs-mlrt trt", "pip install vapoursynth-mlrt-trt"),
     ):
         plugin = getattr(core, namespace, None)
         found[label] = plugin.plugin_path if plugin is not None else f"not installed ({fix})"
@@ -236,10 +268,6 @@ def _devices() -> dict[str, Any]:
         from vsparagon.runtime.backends.openvino import import_openvino, shared_core
 
         found["openvino devices"] = shared_core(import_openvino()).available_devices
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        found["torch cuda devices"] = torch.cuda.device_count()
     return found
 
 
@@ -255,6 +283,8 @@ def render(report: dict[str, Any]) -> str:
     ]
     lines += ["", "Backends:"]
     lines += [f"  {name}: {state}" for name, state in report["backends"].items()]
+    lines += ["", "GPU:"]
+    lines += [f"  {name}: {value}" for name, value in report["gpu"].items()]
     lines += ["", "Precision:"]
     lines += [f"  {name}: {value}" for name, value in report["precision"].items()]
     lines += ["", "Devices:"]

@@ -14,7 +14,17 @@ import traceback
 from collections.abc import Sequence
 
 from vsparagon import __version__
-from vsparagon.cli import bench_cmd, compare_cmd, eval_cmd, export_cmd, info_cmd, release_cmd, train_cmd, upscale_cmd
+from vsparagon.cli import (
+    bench_cmd,
+    cache_cmd,
+    compare_cmd,
+    eval_cmd,
+    export_cmd,
+    info_cmd,
+    release_cmd,
+    train_cmd,
+    upscale_cmd,
+)
 from vsparagon.errors import ParagonError
 
 #: Exit codes: 0 success, 1 unexpected failure, 2 bad input, 130 interrupted.
@@ -30,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     upscale_cmd.add_parser(commands)
     bench_cmd.add_parser(commands)
     info_cmd.add_parser(commands)
+    cache_cmd.add_parser(commands)
     train_cmd.add_parser(commands)
     eval_cmd.add_parser(commands)
     release_cmd.add_parser(commands)

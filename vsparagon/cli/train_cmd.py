@@ -22,11 +22,14 @@ def add_parser(commands: Any) -> None:
     """Register ``train`` on the ``paragon`` subcommand parser."""
     parser: argparse.ArgumentParser = commands.add_parser(
         "train",
-        help="train a ParagonSR model from a YAML config",
+        help="train a model (ParagonSR, EHR-SR or HERMES) from a YAML config",
         description=(
-            "Train a ParagonSR model as CONFIG.yaml describes (paragon train --explain lists every field). "
-            "Writes resumable checkpoints, log.jsonl, curves.png and before/after crops into the run folder, "
-            "and at the end the fused release checkpoint and its ONNX export. Ctrl-C saves the current step."
+            "Train a model as CONFIG.yaml describes (paragon train --explain lists every field): ParagonSR, or "
+            "a research network (ehrsr_tiny, hermes_tiny, ...; ablations through model.options). "
+            "Writes resumable checkpoints, log.jsonl, curves.png and before/after crops into the run folder "
+            "(and experts.png, the expert utilisation, for a model with a mixture of experts, whose router "
+            "losses are added to the objective by themselves), and at the end the fused release checkpoint and "
+            "its ONNX export. Ctrl-C saves the current step."
         ),
     )
     parser.add_argument("config", nargs="?", type=Path, help="the YAML config")
@@ -55,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(config_mod.explain()))
         return 0
     if args.config is None:
-        raise ConfigError("give a CONFIG.yaml (see examples/train/), or --explain for the fields")
+        raise ConfigError(
+            "give a CONFIG.yaml (see examples/train/ and examples/train_*_tiny.yaml), or --explain for the fields"
+        )
     overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")

@@ -65,27 +65,36 @@ def color_info(clip: vs.VideoNode, props: vs.FrameProps) -> ColorInfo:
     return ColorInfo(matrix=matrix, full_range=full, chromaloc=chromaloc)
 
 
-def to_rgbs(clip: vs.VideoNode, info: ColorInfo) -> vs.VideoNode:
-    """Convert to RGBS in [0, 1] at the same size (chroma upsampled with Spline36)."""
+def to_rgbs(clip: vs.VideoNode, info: ColorInfo, *, half: bool = False) -> vs.VideoNode:
+    """Convert to RGBS (``half``: RGBH) in [0, 1] at the same size (chroma upsampled with Spline36)."""
     fmt = clip.format
     assert fmt is not None
     rng = "full" if info.full_range else "limited"
+    rgb, gray = (vs.RGBH, vs.GRAYH) if half else (vs.RGBS, vs.GRAYS)
+    if half and fmt.id == rgb:  # a half-float clip goes in as it is
+        return clip
     if fmt.color_family == vs.RGB:
-        return clip.resize.Point(format=vs.RGBS, range_in_s=rng)
+        return clip.resize.Point(format=rgb, range_in_s=rng)
     if fmt.color_family == vs.GRAY:
-        gray = clip.resize.Point(format=vs.GRAYS, range_in_s=rng)
-        return vs.core.std.ShufflePlanes([gray, gray, gray], [0, 0, 0], vs.RGB)
-    return clip.resize.Spline36(format=vs.RGBS, matrix_in_s=info.matrix, range_in_s=rng, chromaloc_in_s=info.chromaloc)
+        plane = clip.resize.Point(format=gray, range_in_s=rng)
+        return vs.core.std.ShufflePlanes([plane, plane, plane], [0, 0, 0], vs.RGB)
+    return clip.resize.Spline36(format=rgb, matrix_in_s=info.matrix, range_in_s=rng, chromaloc_in_s=info.chromaloc)
 
 
-def to_grays(clip: vs.VideoNode, info: ColorInfo) -> vs.VideoNode:
-    """Convert a GRAY clip to GRAYS in [0, 1] at the same size (for a grey model: one plane, not three)."""
-    return clip.resize.Point(format=vs.GRAYS, range_in_s="full" if info.full_range else "limited")
+def to_grays(clip: vs.VideoNode, info: ColorInfo, *, half: bool = False) -> vs.VideoNode:
+    """Convert a GRAY clip to GRAYS (``half``: GRAYH) in [0, 1] at the same size (a grey model: one plane)."""
+    gray = vs.GRAYH if half else vs.GRAYS
+    if half and clip.format.id == gray:
+        return clip
+    return clip.resize.Point(format=gray, range_in_s="full" if info.full_range else "limited")
 
 
 def from_rgbs(rgb: vs.VideoNode, fmt: vs.VideoFormat, info: ColorInfo) -> vs.VideoNode:
-    """Convert an upscaled RGBS clip (GRAYS from :func:`to_grays`) back to ``fmt`` with the source's colour metadata."""
+    """Convert an upscaled RGBS/RGBH clip (GRAYS/GRAYH from :func:`to_grays`) back to ``fmt`` with the source's
+    colour metadata."""
     rng = "full" if info.full_range else "limited"
+    if rgb.format.id == fmt.id and fmt.bits_per_sample == 16:  # RGBH in, RGBH out: nothing to convert
+        return rgb
     if fmt.color_family == vs.RGB or rgb.format.color_family == vs.GRAY:
         return rgb.resize.Point(format=fmt.id, range_s=rng)
     if fmt.color_family == vs.GRAY:

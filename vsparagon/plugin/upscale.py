@@ -4,10 +4,15 @@ The work per frame is: RGBS planes -> (3, H, W) float32 -> tiled inference
 (GIL released inside the runtime) -> planes of a new RGBS frame. Everything
 around it (format conversion, validation, session sharing) happens once, when
 the filter is created, so a bad parameter fails the script, not a frame.
+
+A half-float clip (RGBH, YUV444PH, GRAYH) on a session that takes fp16 travels as RGBH
+(or GRAYH) both ways, with no conversion to fp32; every other clip travels as RGBS, so a
+clip deeper than 10 bits never has the model's output rounded to half on its way back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -19,12 +24,18 @@ import vapoursynth as vs
 from vsparagon.catalogue import SCALES, ModelDescriptor
 from vsparagon.errors import ConfigError, MissingDependencyError, ParagonError
 from vsparagon.plugin import formats
-from vsparagon.runtime.backends import Session, backend_names
+from vsparagon.runtime.backends import Backend, Session, backend_names
+from vsparagon.runtime.backends.gpu_common import DEFAULT_GPU_STREAMS
+from vsparagon.runtime.backends.torch_backend import TorchBackend
 from vsparagon.runtime.policy import JOINS, TilePlan, auto_streams, plan_frame
 from vsparagon.runtime.sessions import open_session, resolve_backend
 from vsparagon.runtime.source import ModelSource, open_model, resolve
 
 PREFIX = "paragon.Upscale: "
+#: What ``precision=`` takes.
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+#: The most frames ``num_streams`` may keep in flight.
+MAX_STREAMS = 16
 
 
 def upscale(
@@ -38,7 +49,9 @@ def upscale(
     fp16: bool | None = None,
     threads: int = 0,
     device: int = 0,
-    join: str = "crop",
+    join: str | None = None,
+    precision: str = "auto",
+    num_streams: int = 0,
 ) -> vs.VideoNode:
     """Upscale ``clip`` with a ParagonSR model; same format out, ``scale`` times larger.
 
@@ -66,13 +79,24 @@ def upscale(
             (``min(core.num_threads, max(2, threads // 4))`` streams sharing the threads), which
             keeps every core busy; ``core.num_threads = 1`` runs one frame at a time on all threads.
         device: GPU index for GPU backends.
-        join: how tiles are joined: ``crop`` (exact) or ``blend`` (feathered, smaller overlap).
+        join: how tiles are joined: ``crop`` (exact) or ``blend`` (feathered, smaller overlap); None = ``crop``,
+            except for a model with global context, whose tiles can only blend (it says so); asking such a
+            model for ``crop`` tiles is refused.
+        precision: what the model computes in: ``auto`` (what ``fp16`` says, or the backend's default: on a GPU
+            fp16 for fp16-safe models, checked on a test pattern when the model loads), ``fp32``, ``fp16``
+            (``fp16=True``), or ``bf16`` (backend ``torch`` on a GPU of compute capability 8.0+: fp32's range,
+            so also for models that are not fp16-safe). One that contradicts ``fp16`` is refused.
+        num_streams: frames inferred at once, each with its own instance (on a GPU: its own CUDA stream,
+            context and buffers, so one frame's copies overlap another's compute); 0 = automatic:
+            2 on a GPU, on a CPU as ``threads`` says.
 
     Raises:
         vs.Error: ``paragon.Upscale: ...`` naming the bad value and the fix.
     """
     try:
-        return _upscale(clip, variant, scale, model, backend, tile, overlap, fp16, threads, device, join)
+        return _upscale(
+            clip, variant, scale, model, backend, tile, overlap, fp16, threads, device, join, precision, num_streams
+        )
     except ParagonError as exc:
         raise vs.Error(PREFIX + str(exc)) from None
 
@@ -89,6 +113,8 @@ def _upscale(
     threads: object,
     device: object,
     join: object,
+    precision: object = "auto",
+    num_streams: object = 0,
 ) -> vs.VideoNode:
     if not isinstance(clip, vs.VideoNode):
         raise ConfigError(f"clip must be a video clip, got {type(clip).__name__}")
@@ -101,7 +127,7 @@ def _upscale(
     backend_v = _str("backend", backend).strip().lower()
     if backend_v not in backend_names():
         raise ConfigError(f"unknown backend {backend_v!r}; valid backends: {', '.join(backend_names())}")
-    join_v = _str("join", join)
+    join_v = "crop" if join is None else _str("join", join)
     if join_v not in JOINS:
         raise ConfigError(f"join must be 'crop' or 'blend', got {join_v!r}")
     threads_v = _int("threads", threads)
@@ -111,14 +137,29 @@ def _upscale(
     if device_v < 0:
         raise ConfigError(f"device must be a GPU index >= 0, got {device_v}")
     fp16_v = _flag("fp16", fp16)
+    precision_v = _str("precision", precision).strip().lower()
+    half_v = _half(precision_v, fp16_v)
+    streams_v = _int("num_streams", num_streams)
+    if not 0 <= streams_v <= MAX_STREAMS:
+        raise ConfigError(f"num_streams must be 0 (automatic) to {MAX_STREAMS}, got {streams_v}")
 
     source = resolve(variant=variant_v, scale=scale_v, model=model_v, describe=_describe_foreign)
     name = source.path.name
-    streams = auto_streams(threads_v, vs.core.num_threads)
+    streams = streams_v or auto_streams(threads_v, vs.core.num_threads)
     bits = fmt.bits_per_sample if fmt.sample_type == vs.INTEGER else None
     config = resolve_backend(
-        backend_v, source, fp16=fp16_v, threads=threads_v, device=device_v, streams=streams, bits=bits
+        backend_v,
+        source,
+        fp16=None if half_v is None else half_v == "fp16",
+        threads=threads_v,
+        device=device_v,
+        streams=streams,
+        bits=bits,
     )
+    if half_v == "bf16":
+        config = _bf16(config)
+    if not streams_v and config.on_gpu():
+        config = dataclasses.replace(config, streams=DEFAULT_GPU_STREAMS)
     if source.kind == "checkpoint" and not config.runs_checkpoints:
         source = _exported(source, fp16=config.fp16)
     session = open_session(config, source)
@@ -128,6 +169,7 @@ def _upscale(
         width=clip.width,
         fp16=config.fp16,
         frames_in_flight=session.max_parallel,
+        budget_bytes=session.budget_bytes,
         work_per_channel=session.work_per_channel,
         tile=tile,
         overlap=overlap,
@@ -135,23 +177,57 @@ def _upscale(
     )
 
     if source.descriptor.global_context and not plan.whole(clip.height, clip.width):
+        if join is not None and join_v == "crop":
+            raise ConfigError(_no_exact_tiles(name, plan, clip.width, clip.height, tiled=_given(tile)))
         _say_blended(name, source.descriptor, plan)
 
     grey = source.descriptor.in_channels == 1  # a grey model runs on one plane of a GRAY clip, else plane by plane
     first = clip.get_frame(0).props  # colour metadata and alpha: rendered once, at creation
     info = formats.color_info(clip, first)
-    planes = formats.to_grays(clip, info) if grey and fmt.color_family == vs.GRAY else formats.to_rgbs(clip, info)
+    half = _travels_half(fmt, session)
+    if grey and fmt.color_family == vs.GRAY:
+        planes = formats.to_grays(clip, info, half=half)
+    else:
+        planes = formats.to_rgbs(clip, info, half=half)
     out = _infer_node(planes, session, plan, config.name)
     result = formats.from_rgbs(out, fmt, info)
     if "_Alpha" in first:
         alpha = clip.std.PropToClip("_Alpha")
-        alpha_in = formats.to_grays(alpha, _FULL) if grey else formats.to_rgbs(alpha, _FULL)
+        half = _travels_half(alpha.format, session)
+        alpha_in = formats.to_grays(alpha, _FULL, half=half) if grey else formats.to_rgbs(alpha, _FULL, half=half)
         alpha_up = formats.from_rgbs(_infer_node(alpha_in, session, plan, config.name), alpha.format, _FULL)
         result = result.std.ClipToProp(alpha_up, "_Alpha")
     return result
 
 
 _FULL = formats.ColorInfo(matrix="709", full_range=True, chromaloc="left")
+
+
+def _half(precision: str, fp16: bool | None) -> str | None:
+    """``precision=`` and ``fp16=`` as one choice: None (the backend's default), ``fp32``, ``fp16`` or ``bf16``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
+    if precision == "auto":
+        return None if fp16 is None else ("fp16" if fp16 else "fp32")
+    if fp16 is not None and fp16 != (precision != "fp32"):
+        raise ConfigError(f"precision={precision!r} and fp16={fp16} disagree; pass only one of them")
+    return precision
+
+
+def _bf16(config: Backend) -> Backend:
+    """``config`` computing in bfloat16 (only backend='torch' offers it)."""
+    if not isinstance(config, TorchBackend):
+        raise ConfigError(
+            f"precision='bf16' runs on backend='torch' (a GPU of compute capability 8.0 or newer), not "
+            f"{config.name!r}; use precision='fp16' (OpenVINO computes it in bf16 where the CPU has bf16) or 'fp32'"
+        )
+    return dataclasses.replace(config, fp16=True, half="bf16")
+
+
+def _travels_half(fmt: vs.VideoFormat, session: Session) -> bool:
+    """Whether frames of ``fmt`` go to and from ``session`` as half floats: a half-float clip on a session
+    that takes fp16 (no conversion either way); everything else travels as fp32."""
+    return fmt.sample_type == vs.FLOAT and fmt.bits_per_sample == 16 and session.input_dtype == np.float16
 
 
 def _describe_foreign(path: Path) -> ModelDescriptor:
@@ -168,12 +244,32 @@ def _describe_foreign(path: Path) -> ModelDescriptor:
 
 def _say_blended(name: str, descriptor: ModelDescriptor, plan: TilePlan) -> None:
     """Tell the user (stderr, once per filter) that a global-context model's tiles join approximately."""
-    why = descriptor.config.get("reach", "it has global context")
+    why = descriptor.config.get("reach", "every output pixel depends on the whole frame")
     print(
         f"vsparagon: {PREFIX}{name} has global context ({why}); its tiles of {plan.tile_w}x{plan.tile_h} are "
         f"joined with blending (overlap {plan.overlap}), close to but not the whole-frame result: pass a tile "
         "as large as the frame to run it whole",
         file=sys.stderr,
+    )
+
+
+def _given(tile: object) -> bool:
+    """Whether ``tile`` names a size (not 0 or all zeros, the automatic choice)."""
+    sizes = list(tile) if isinstance(tile, list | tuple) else [tile]
+    return any(t != 0 for t in sizes)
+
+
+def _no_exact_tiles(name: str, plan: TilePlan, width: int, height: int, *, tiled: bool) -> str:
+    """Why ``join='crop'`` cannot tile a global-context model, and what to pass instead."""
+    whole = (
+        f"tile=0 (the whole {width}x{height} frame when it fits the memory budget)"
+        if tiled
+        else f"a frame smaller than {width}x{height}, or more memory (the whole frame does not fit the budget)"
+    )
+    return (
+        f"join='crop' asks for exact tiles, but {name} has global context: every output pixel depends on the "
+        f"whole frame, so no overlap makes {plan.tile_w}x{plan.tile_h} tiles exact. Run it whole ({whole}), "
+        "or pass join='blend' to tile it approximately"
     )
 
 
@@ -191,7 +287,7 @@ def _exported(source: ModelSource, *, fp16: bool) -> ModelSource:
 
 
 def _infer_node(rgb: vs.VideoNode, session: Session, plan: TilePlan, backend: str) -> vs.VideoNode:
-    """A node whose frame n is the model's output for frame n of the RGBS (or GRAYS) clip ``rgb``.
+    """A node whose frame n is the model's output for frame n of the RGBS (or GRAYS, RGBH, GRAYH) clip ``rgb``.
 
     ``std.ModifyFrame`` runs its callback for one frame at a time, so a session that
     takes ``k`` concurrent calls gets ``k`` callback nodes, node ``i`` serving frames
@@ -231,13 +327,13 @@ def _serial_infer_node(
             reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise vs.Error(f"{PREFIX}frame {first + n * step}: inference failed: {reason}") from None
 
-    count = rgb.format.num_planes  # 3 (RGBS), or 1 (GRAYS for a grey model)
+    count = rgb.format.num_planes  # 3 (RGBS/RGBH), or 1 (GRAYS/GRAYH for a grey model)
 
     def run_frame(src: vs.VideoFrame, canvas: vs.VideoFrame) -> vs.VideoFrame:
-        image = np.stack([np.asarray(src[p]) for p in range(count)])  # (C, H, W) float32
+        image = np.stack([np.asarray(src[p]) for p in range(count)])  # (C, H, W) float32 (float16: RGBH)
         frame = canvas.copy()
         planes = [np.asarray(frame[p]) for p in range(count)]  # writable views of the new frame
-        plan.run_into(image, session.run, planes, scale=s)
+        session.run_frame_into(image, plan, planes)
         frame.props.clear()
         frame.props.update(src.props)
         frame.props["ParagonBackend"] = backend

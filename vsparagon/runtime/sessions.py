@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 import sys
 import threading
 
 from vsparagon.errors import ConfigError
+from vsparagon.runtime import gpu_info
 from vsparagon.runtime.backends import AUTO_ORDER, BACKENDS, Backend, Session, backend_names, make_backend
 from vsparagon.runtime.source import ModelSource
 
@@ -15,18 +17,69 @@ _sessions: dict[str, Session] = {}
 _lock = threading.Lock()
 
 
-def pick_auto() -> str:
-    """The backend ``auto`` means: the first usable of :data:`AUTO_ORDER` (OpenVINO, then ONNX Runtime)."""
+def pick_auto(source: ModelSource | None = None) -> str:
+    """The backend ``auto`` means for ``source``: the first usable of :data:`AUTO_ORDER`, else ``torch``.
+
+    TensorRT, then ONNX Runtime's TensorRT and CUDA providers, then PyTorch on a CUDA GPU (where
+    it can run ``source``: a checkpoint, or a release's ONNX with its checkpoint beside it; any
+    model when None), then OpenVINO and ONNX Runtime on the CPU. A runtime the user installed
+    that cannot run here (a GPU runtime without a GPU, an OpenVINO that clashes with another)
+    is skipped with one line on stderr saying why.
+    """
+    return first_usable(torch_runs_it=source is None or _torch_runs(source))
+
+
+def first_usable(*, torch_runs_it: bool) -> str:
+    """The first usable of :data:`AUTO_ORDER`, PyTorch counted only where it can run the model."""
     for name in AUTO_ORDER:
-        if name == "openvino":
+        if name == "torch":
+            reason = BACKENDS[name].unavailable() or gpu_info.torch_cuda_problem()
+            reason = reason if torch_runs_it else "it runs checkpoints, and this ONNX model has none beside it"
+        else:
             reason = BACKENDS[name].unavailable()
-            if reason is None:
-                return name
-            if importlib.util.find_spec("openvino") is not None:  # installed, yet unusable: say why, once
-                _say_once(f"vsparagon: backend='auto' skips OpenVINO: {reason}")
-        elif importlib.util.find_spec("onnxruntime") is not None:
+        if reason is None:
             return name
+        if _installed(name):  # installed, yet unusable: say why, once
+            _say_once(f"vsparagon: backend='auto' skips {_LABELS.get(name, name)}: {reason}")
     return "torch"
+
+
+def _torch_runs(source: ModelSource) -> bool:
+    """Whether the torch backend can load ``source`` (a checkpoint, or an ONNX release with its checkpoint)."""
+    from vsparagon.runtime.backends.torch_backend import checkpoint_of
+
+    try:
+        checkpoint_of(source)
+    except ConfigError:
+        return False
+    return True
+
+
+_LABELS = {
+    "trt": "TensorRT",
+    "ort-trt": "ONNX Runtime TensorRT",
+    "ort-cuda": "ONNX Runtime CUDA",
+    "openvino": "OpenVINO",
+}
+
+
+def _installed(name: str) -> bool:
+    """Whether the runtime behind ``name`` is installed by choice (its skip is worth a line on stderr).
+
+    PyTorch is not: its CUDA build is the default download, present on many machines with no GPU.
+    """
+    if name in ("ort-trt", "ort-cuda"):
+        return any(_has_distribution(d) for d in ("onnxruntime-gpu", "onnxruntime-gpu-cuda12"))
+    module = {"trt": "tensorrt", "openvino": "openvino", "ort-cpu": "onnxruntime"}.get(name)
+    return module is not None and importlib.util.find_spec(module) is not None
+
+
+def _has_distribution(name: str) -> bool:
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 @functools.cache
@@ -65,7 +118,7 @@ def resolve_backend(
         ConfigError: an unknown backend, half precision asked of a model not marked fp16-safe, or of a
             backend that cannot run it here.
     """
-    chosen = pick_auto() if name == "auto" else name
+    chosen = pick_auto(source) if name == "auto" else name
     if chosen not in BACKENDS:
         raise ConfigError(f"unknown backend {chosen!r}; valid backends: {', '.join(backend_names())}")
     if fp16 is None:

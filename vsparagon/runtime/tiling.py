@@ -210,6 +210,19 @@ def _feather(core0: int, core1: int, size: int, band: int, scale: int) -> tuple[
     return lo * scale, hi * scale, weight.astype(np.float32)
 
 
+def blend_weight(
+    tile: Tile, *, height: int, width: int, scale: int, overlap: int, tile_h: int, tile_w: int
+) -> tuple[Region, np.ndarray]:
+    """The output pixels ``tile`` adds to in ``"blend"`` mode and its ``(h, w)`` float32 weight there.
+
+    The weights of all tiles of a plan sum to 1 at every output pixel; for joins done elsewhere
+    (on a GPU) that must match :func:`run_tiled` exactly.
+    """
+    y0, y1, weight_y = _feather(tile.core.y0, tile.core.y1, height, _blend_band(overlap, tile_h), scale)
+    x0, x1, weight_x = _feather(tile.core.x0, tile.core.x1, width, _blend_band(overlap, tile_w), scale)
+    return Region(y0, y1, x0, x1), weight_y[:, None] * weight_x[None, :]
+
+
 def run_tiled(
     image: np.ndarray,
     infer: Infer,

@@ -37,6 +37,8 @@ def doc(default: Any, text: str) -> Any:
 
 
 Range = tuple[float, float]
+Option = bool | int | float | str
+"""A value of ``model.options``: one field of an architecture's config."""
 Kernel = Literal["bicubic", "bilinear", "area", "lanczos", "nearest"]
 
 
@@ -45,12 +47,22 @@ Kernel = Literal["bicubic", "bilinear", "area", "lanczos", "nearest"]
 class ModelSection:
     """What to train."""
 
-    variant: str = doc("tiny", "ParagonSR variant: tiny, xs, s, m, l or xl.")
-    scale: int = doc(2, "Upscaling factor, 1-4.")
+    variant: str = doc(
+        "tiny",
+        "Variant: ParagonSR's tiny, xs, s, m, l or xl; or a research network: ehrsr_tiny, ehrsr_base, "
+        "hermes_tiny, hermes_base.",
+    )
+    scale: int = doc(2, "Upscaling factor: 1-4 for ParagonSR, 2 or 4 for EHR-SR and HERMES.")
     gate: Literal["rmsnorm", "softcap", "sigmoid", "gelu"] = doc(
         "rmsnorm",
-        "Block design (the FFN): rmsnorm, softcap or sigmoid are bounded (linear in the input, finite in fp16; "
-        "docs/block-design.md compares them); gelu is the unbounded design of format-1 models, kept to continue them.",
+        "ParagonSR only. Block design (the FFN): rmsnorm, softcap or sigmoid are bounded (linear in the input, "
+        "finite in fp16; docs/block-design.md compares them); gelu is the unbounded design of format-1 models, "
+        "kept to continue them.",
+    )
+    options: dict[str, Option] = doc(
+        {},
+        "Fields of the architecture's config that override the variant's, e.g. {use_ssm: false} for an EHR-SR "
+        "ablation (the error for an unknown one lists the fields). ParagonSR's block design is model.gate.",
     )
     init: str | None = doc(None, "Training-form checkpoint (.safetensors) to start from instead of fresh weights.")
     init_strict: bool = doc(
@@ -208,7 +220,16 @@ class LossSection:
         PerceptualSection(), "Perceptual (VGG-19 feature) loss from a local weights file."
     )
     gan: GanSection = doc(GanSection(), "Optional adversarial stage with a patch or U-Net discriminator.")
-    aux_weight: float = doc(1.0, "Weight of auxiliary losses a model exposes (e.g. MoE load balancing).")
+    aux_weight: float = doc(
+        1.0,
+        "Multiplies the auxiliary losses a model's blocks record (mixture-of-experts load balancing and router "
+        "entropy, each already weighted inside its block; each is logged as aux_<name>); 0 = ignore them.",
+    )
+    anti_ringing: float = doc(
+        0.0,
+        "Anti-ringing loss weight (HERMES's: penalises overshoot beyond the HR picture's local extrema, the halos "
+        "of sharpened edges); 0 = off. Any architecture may use it.",
+    )
 
 
 # --------------------------------------------------------------------------- optimisation
@@ -357,6 +378,10 @@ def _convert(value: object, hint: Any, where: str) -> Any:
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
         return hint(**{k: _convert(v, hints[k], f"{where}.{k}") for k, v in value.items()})  # type: ignore[operator]
+    if hint == Option:
+        if not isinstance(value, bool | int | float | str):
+            raise ConfigError(f"{where}: expected a number, true/false or a string, got {value!r}")
+        return value
     if origin in (Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None and type(None) in options:
@@ -425,13 +450,7 @@ def _check(ok: bool, where: str, message: str) -> None:
 
 def validate(cfg: TrainConfig, where: str) -> None:
     """Checks that cross fields or need ranges (types are already checked)."""
-    from vsparagon.catalogue import canonical_variant, check_scale
-
-    try:
-        canonical_variant(cfg.model.variant)
-        check_scale(cfg.model.scale)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: model: {exc}") from None
+    _validate_model(cfg.model, f"{where}.model")
     data, optim, loop = cfg.data, cfg.optim, cfg.train
     _check(bool(data.train), f"{where}.data.train", "no training sources; add at least one (kind: images, path: DIR)")
     for i, src in enumerate([*data.train, *data.val]):
@@ -475,6 +494,36 @@ def validate(cfg: TrainConfig, where: str) -> None:
         f"{where}.loss.perceptual.weights_path",
         "perceptual weight > 0 needs weights_path: a local VGG-19 weights file (nothing is downloaded)",
     )
+
+
+def _validate_model(model: ModelSection, where: str) -> None:
+    """The variant, a scale its architecture takes, the gate only for ParagonSR, options its config has."""
+    from vsparagon.catalogue import canonical_variant, check_scale
+    from vsparagon.catalogue.table import DEFAULT_ARCH, architecture_of
+
+    try:
+        arch = architecture_of(model.variant)
+        check_scale(model.scale, arch.name)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    _check(
+        arch.name == DEFAULT_ARCH or model.gate == "rmsnorm",
+        f"{where}.gate",
+        f"{model.gate!r}: the gate is a ParagonSR setting, {model.variant} has none; remove model.gate",
+    )
+    _check(
+        "gate" not in model.options and "scale" not in model.options,
+        f"{where}.options",
+        "set the gate with model.gate and the scale with model.scale, not in options",
+    )
+    if model.options:  # checked against the architecture's config fields (needs the models, so torch)
+        from vsparagon.models.registry import ENTRIES, build_config
+
+        values = {**arch.variants[canonical_variant(model.variant)], **model.options}
+        try:
+            build_config(ENTRIES[arch.name], {**values, "scale": model.scale}, source=f"{where}.options")
+        except ConfigError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:

@@ -25,11 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsparagon.errors import ParagonError
+from vsparagon.models.auxiliary import expert_usage
 from vsparagon.train import losses
 from vsparagon.train.config import TrainConfig, to_plain
 from vsparagon.train.data import ValImage
 from vsparagon.train.metrics import psnr_y, ssim_y
-from vsparagon.train.report import Progress, RunLog, format_duration, plot_curves, save_crops
+from vsparagon.train.report import Progress, RunLog, format_duration, plot_curves, plot_usage, save_crops
 from vsparagon.train.run import (
     Adversary,
     Dist,
@@ -72,7 +73,8 @@ def train(cfg: TrainConfig, out: Path, *, resume: bool = False, stop_at: int | N
 
     Args:
         cfg: the checked config.
-        out: run folder: checkpoints/, log.jsonl, curves.png, crops/, the release files.
+        out: run folder: checkpoints/, log.jsonl, curves.png, crops/, experts.png (models with a mixture of
+            experts), the release files.
         resume: continue from the newest checkpoint in ``out/checkpoints``.
         stop_at: stop (after saving) once this many steps are done, as an interruption would.
 
@@ -294,6 +296,7 @@ class Report:
                     "samples_s": rate * cfg.data.batch,
                     "skipped": self.skipped,
                     **stats.parts,
+                    **({"experts": usage} if (usage := expert_usage(run.model)) else {}),
                 }
             )
         if step % interval == 0:
@@ -304,7 +307,9 @@ class Report:
         record = validate(run.ema or run.model, run.val_set, run.cfg, step, run.out)
         assert self.log is not None  # only rank 0 validates
         self.log.write(record)
-        plot_curves(self.log.records(), run.out / "curves.png", run.cfg.run_name)
+        records = self.log.records()
+        plot_curves(records, run.out / "curves.png", run.cfg.run_name)
+        plot_usage(records, run.out / "experts.png", run.cfg.run_name)
         self.progress.message(
             f"step {step}: val PSNR {record['psnr']:.2f} dB (bicubic {record['bicubic_psnr']:.2f}), "
             f"SSIM {record['ssim']:.4f} (bicubic {record['bicubic_ssim']:.4f})"
@@ -346,6 +351,9 @@ def finish(run: Run, step: int, report: Report) -> RunResult:
     release = onnx = None
     if step == cfg.train.iters and run.job.main:
         from vsparagon.export.release import write_release  # the ONNX exporter, only when a run ends
+
+        if report.log is not None:  # the whole run's expert utilisation (models with a mixture of experts)
+            plot_usage(report.log.records(), run.out / "experts.png", cfg.run_name)
 
         files = write_release(run.ema or run.model, run.out, cfg.run_name, onnx=cfg.export.onnx, fp16=cfg.export.fp16)
         release, onnx = files.weights, files.onnx.path if files.onnx else None

@@ -1,4 +1,4 @@
-"""Training losses: pixel, MS-SSIM, frequency, perceptual (local VGG-19 weights), adversarial.
+"""Training losses: pixel, MS-SSIM, frequency, anti-ringing, perceptual (local VGG-19 weights), adversarial.
 
 All take ``(B, 3, H, W)`` tensors in [0, 1] and return a scalar.
 """
@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 from vsparagon.errors import ConfigError
+from vsparagon.models.hermes.losses import anti_ringing_loss
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -73,6 +74,15 @@ def fft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L1 between the 2-D spectra (real and imaginary parts, orthonormal scaling)."""
     diff = torch.fft.rfft2(pred.float(), norm="ortho") - torch.fft.rfft2(target.float(), norm="ortho")
     return torch.view_as_real(diff).abs().mean()
+
+
+def anti_ringing(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """HERMES's anti-ringing term (``loss.anti_ringing``): how far ``pred`` leaves ``target``'s local range.
+
+    Zero wherever the output stays within the HR picture's local extrema (so it does not blur edges);
+    it grows with the halos of ringing. See :func:`vsparagon.models.hermes.losses.anti_ringing_loss`.
+    """
+    return anti_ringing_loss(pred.float(), target.float())
 
 
 # --------------------------------------------------------------------------- perceptual

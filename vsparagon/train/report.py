@@ -149,3 +149,35 @@ def save_crops(
     for i, label in enumerate(["LR (nearest)", "bicubic", "model", "HR"]):
         draw.text((i * col + 4, 2), label, fill=(255, 255, 255))
     canvas.save(path)
+
+
+def plot_usage(records: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """Each mixture block's expert shares against step (from the ``experts`` field of training records).
+
+    Returns False (and writes nothing) when no record holds expert usage (a model without experts).
+    """
+    usage = [(r["step"], r["experts"]) for r in records if r["kind"] == "train" and r.get("experts")]
+    if not usage:
+        return False
+    import matplotlib as mpl
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = list(usage[-1][1])
+    cols = min(3, len(blocks))
+    rows = -(-len(blocks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    for ax, block in zip(axes.flat, blocks, strict=False):
+        points = [(step, shares) for step, found in usage if (shares := found.get(block)) is not None]
+        for e in range(len(points[-1][1])):
+            ax.plot([p[0] for p in points], [p[1][e] if e < len(p[1]) else np.nan for p in points], label=f"expert {e}")
+        ax.set(title=block, xlabel="step", ylabel="share of tokens", ylim=(0, 1))
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(blocks) :]:
+        ax.axis("off")
+    fig.suptitle(f"{title}: expert utilisation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return True

@@ -27,8 +27,10 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
+from vsparagon.catalogue.table import DEFAULT_ARCH, architecture_of
 from vsparagon.errors import CheckpointError, ConfigError
 from vsparagon.models import checkpoint as model_files
+from vsparagon.models.auxiliary import auxiliary_losses
 from vsparagon.models.fusion import is_fused, load_fused_state
 from vsparagon.models.registry import create, entry_of
 from vsparagon.train import losses
@@ -124,9 +126,15 @@ class Objective(nn.Module):
         if self.vgg is not None:
             term = self.vgg(sr32, hr)
             total, parts["perceptual"] = total + c.perceptual.weight * term, float(term.detach())
+        if c.anti_ringing > 0:
+            term = losses.anti_ringing(sr32, hr)
+            total, parts["anti_ringing"] = total + c.anti_ringing * term, float(term.detach())
         aux = losses.aux_losses(model)
         if aux is not None and c.aux_weight > 0:
             total, parts["aux"] = total + c.aux_weight * aux, float(aux.detach())
+        if c.aux_weight > 0:  # router losses of the model's mixture blocks, weighted inside the blocks
+            for name, term in auxiliary_losses(model).items():
+                total, parts[f"aux_{name}"] = total + c.aux_weight * term.float(), float(term.detach())
         return total, parts
 
 
@@ -202,7 +210,7 @@ def setup(cfg: TrainConfig, out: Path, *, resume: bool) -> Run:
     seed = cfg.train.seed
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-    model = create(cfg.model.variant, cfg.model.scale, gate=cfg.model.gate)
+    model = build_model(cfg)
     if cfg.model.init:
         load_initial(model, Path(cfg.model.init), strict=cfg.model.init_strict, log_main=job.main)
     model.to(device).train()
@@ -237,6 +245,12 @@ def setup(cfg: TrainConfig, out: Path, *, resume: bool) -> Run:
         if gan is not None:
             gan.ddp = nn.parallel.DistributedDataParallel(gan.disc, device_ids=ids)
     return run
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """The training form the ``model`` section describes: variant, scale, options (ParagonSR: the gate)."""
+    gate = cfg.model.gate if architecture_of(cfg.model.variant).name == DEFAULT_ARCH else None
+    return create(cfg.model.variant, cfg.model.scale, gate=gate, **cfg.model.options)
 
 
 def newest_checkpoint(out: Path, *, resume: bool) -> Path | None:
@@ -297,6 +311,9 @@ def step_loader(run: Run) -> DataLoader[Any]:
         num_workers=cfg.data.workers,
         worker_init_fn=worker_init,
         pin_memory=run.device == "cuda",
+        # Its own generator: starting the loader draws a seed, which from the global generator would
+        # shift the model's random draws (stochastic depth, dropout, noise) after a resume.
+        generator=torch.Generator().manual_seed(cfg.train.seed),
     )
 
 
@@ -306,7 +323,9 @@ def resume_from(run: Run, path: Path) -> None:
     cfg = run.cfg
     trained = {k: state.config["model"].get(k) for k in ("variant", "scale")}
     trained["gate"] = trained_gate(state.config)
-    if trained != {"variant": cfg.model.variant, "scale": cfg.model.scale, "gate": cfg.model.gate}:
+    trained["options"] = state.config["model"].get("options", {})
+    wanted = {"variant": cfg.model.variant, "scale": cfg.model.scale, "gate": cfg.model.gate}
+    if trained != {**wanted, "options": cfg.model.options}:
         raise CheckpointError(
             f"{path}: trained a different model ({state.config['model']}); resume needs the same model section"
         )
@@ -375,7 +394,7 @@ def load_initial(model: nn.Module, path: Path, *, strict: bool, log_main: bool =
     whose name and shape match are taken; the others keep their fresh init and are logged
     (fewer than half fitting is an error: that is another variant, not another scale).
     """
-    weights = initial_weights(path)
+    weights = initial_weights(path, arch=entry_of(model).name)
     own = model.state_dict()
     if strict:
         try:
@@ -405,23 +424,30 @@ def load_initial(model: nn.Module, path: Path, *, strict: bool, log_main: bool =
     return fresh
 
 
-def initial_weights(path: Path) -> dict[str, torch.Tensor]:
+def initial_weights(path: Path, *, arch: str | None = None) -> dict[str, torch.Tensor]:
     """Weights to start from: a training checkpoint's EMA (else its model), or a model file.
 
     A fused (shipped) model file is turned back into the training form with
     :func:`load_fused_state`: the same function, with the extra branches starting at zero.
+    ``arch`` (the model being trained) refuses a file of another architecture with a CheckpointError naming both.
     """
     if not path.is_file():
         raise ConfigError(f"model.init: {path} not found")
     try:
         state = load_state(path)
     except CheckpointError:
-        stored = model_files.load(path)
+        stored = model_files.load(path, arch=arch)
         if not is_fused(stored):
             return stored.state_dict()
         trainable = entry_of(stored).module(stored.cfg, variant=stored.variant)
         load_fused_state(trainable, stored.state_dict())
         return trainable.state_dict()
+    trained = architecture_of(str(state.config.get("model", {}).get("variant", "tiny"))).name
+    if arch is not None and trained != arch:
+        raise CheckpointError(
+            f"model.init: {path} is a training checkpoint of a {trained} model, not a {arch} one; "
+            f"start from a {arch} checkpoint, or remove model.init"
+        )
     return state.modules.get("ema", state.modules["model"])
 
 
@@ -436,6 +462,7 @@ __all__ = [
     "Dist",
     "Objective",
     "Run",
+    "build_model",
     "hardware",
     "initial_weights",
     "load_initial",

@@ -17,8 +17,8 @@ from vsparagon.runtime.backends.trt import TensorRT
 BACKENDS: dict[str, type[Backend]] = {
     cls.name: cls for cls in (OrtCpu, OpenVino, TorchBackend, OrtCuda, OrtTensorRT, TensorRT)
 }
-#: What ``backend="auto"`` tries, in order (fastest first on a CPU-only machine).
-AUTO_ORDER = ("openvino", "ort-cpu")
+#: What ``backend="auto"`` tries, in order, fastest first: the GPU runtimes, PyTorch on CUDA, then the CPU ones.
+AUTO_ORDER = ("trt", "ort-trt", "ort-cuda", "torch", "openvino", "ort-cpu")
 
 
 def backend_names() -> list[str]:

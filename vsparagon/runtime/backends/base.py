@@ -15,7 +15,7 @@ import numpy as np
 from vsparagon._files import atomic_write, cached_conversion, cached_name, is_cached, model_cache
 from vsparagon.catalogue.descriptor import ModelDescriptor
 from vsparagon.errors import MissingDependencyError, ParagonError
-from vsparagon.runtime.policy import WORK_PER_CHANNEL
+from vsparagon.runtime.policy import WORK_PER_CHANNEL, TilePlan
 from vsparagon.runtime.source import ModelSource
 
 
@@ -41,7 +41,24 @@ class Session(ABC):
         self.precision = "fp16" if self.input_dtype == np.float16 else "fp32"
         """What the model computes in: ``fp32``, ``fp16`` or ``bf16`` (a runtime that picks its own sets it
         once it has compiled; the frame property ``ParagonPrecision``)."""
+        self.budget_bytes: int | None = None
+        """Memory all its frames in flight may use together when ``tile=0`` picks the tile size; None: the
+        host's (:func:`vsparagon.runtime.policy.process_budget`). A GPU session sets its device's."""
         self._gate = threading.BoundedSemaphore(max_parallel)
+
+    def run_frame_into(self, image: np.ndarray, plan: TilePlan, planes: list[np.ndarray]) -> None:
+        """Upscale one frame ``(C, H, W)`` as ``plan`` cuts it, into ``planes`` (writable ``(H*scale, W*scale)``).
+
+        ``image`` is float32, or float16 from a half-float clip; ``planes`` are float32 or float16 (the
+        precision the frame travels in). Here: on the host, each tile through :meth:`run`. A GPU session
+        overrides it to upload the frame once, tile and join on the device and download once.
+        """
+        if all(plane.dtype == np.float32 for plane in planes):
+            plan.run_into(image, self.run, planes, scale=self.scale)
+            return
+        out = plan.run(image, self.run, scale=self.scale)
+        for plane, values in zip(planes, out, strict=True):
+            np.copyto(plane, values, casting="same_kind")
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, h, w) -> (N, C, h*scale, w*scale) float32; the GIL is released while it computes.
@@ -98,6 +115,11 @@ class Backend(ABC):
     def half_refusal(cls) -> str | None:
         """Why this backend cannot run ``fp16=True`` on this machine (the fix included), or None when it can."""
         return None
+
+    def on_gpu(self) -> bool:
+        """Whether this config runs on a GPU here: the plugin then keeps ``DEFAULT_GPU_STREAMS`` frames in flight
+        (each its own instance) unless ``num_streams`` says otherwise. GPU backends override it."""
+        return False
 
     def cache_key(self, source: ModelSource) -> str:
         """Identity of the session this config builds for ``source``."""
