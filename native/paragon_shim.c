@@ -260,7 +260,8 @@ VS_EXTERNAL_API(void) VapourSynthPluginInit2(VSPlugin *plugin, const VSPLUGINAPI
                          VS_MAKE_VERSION(1, 0), VAPOURSYNTH_API_VERSION, 0, plugin);
     vspapi->registerFunction("Upscale",
                              "clip:vnode;variant:data:opt;scale:int:opt;model:data:opt;backend:data:opt;"
-                             "tile:int[]:opt;overlap:int:opt;fp16:int:opt;threads:int:opt;device:int:opt;join:data:opt;",
+                             "tile:int[]:opt;overlap:int:opt;fp16:int:opt;threads:int:opt;device:int:opt;join:data:opt;"
+                             "precision:data:opt;num_streams:int:opt;",
                              "clip:vnode;", upscale, NULL, plugin);
     /* Internal: only vsparagon.plugin._bridge calls these. VapourSynth rejects
        names with a leading underscore, so the trailing one marks them. */

@@ -22,7 +22,21 @@ import vsparagon.plugin
 from vsparagon.plugin._native import LIBRARY, ensure_registered
 
 ROOT = Path(__file__).resolve().parents[2]
-PARAMETERS = ["clip", "variant", "scale", "model", "backend", "tile", "overlap", "fp16", "threads", "device", "join"]
+PARAMETERS = [
+    "clip",
+    "variant",
+    "scale",
+    "model",
+    "backend",
+    "tile",
+    "overlap",
+    "fp16",
+    "threads",
+    "device",
+    "join",
+    "precision",
+    "num_streams",
+]
 MANIFEST = "vapoursynth/plugins/vsparagon/manifest.vs"
 VSPIPE = Path(sys.executable).with_name("vspipe")
 

@@ -257,7 +257,8 @@ def test_bad_parameters_name_the_value_and_the_fix(tiny_onnx, tiny_x3_onnx, tmp_
     garbage.write_bytes(b"\x08\x01garbage" * 50)
     assert "is not a loadable ONNX file" in _err(model=str(garbage))
     assert "unknown file type '.py'" in _err(model=__file__)
-    assert "GPU) is not available" in _err(model=m, backend="trt")
+    assert "pip install 'vsparagon[trt]'" in _err(model=m, backend="trt")
+    assert "needs onnxruntime-gpu" in _err(model=m, backend="ort-cuda")
     assert "join must be 'crop' or 'blend'" in _err(model=m, join="feather")
 
 

@@ -90,7 +90,8 @@ class Backend(ABC):
     threads: int = 0
     """CPU threads for inference (0 = the runtime's default, all cores)."""
     streams: int = 1
-    """Inferences that may run at once, each on ``threads / streams`` threads (CPU backends; others run one)."""
+    """Inferences that may run at once: on a CPU backend each on ``threads / streams`` threads; on a GPU backend
+    each with its own CUDA stream, context and buffers (plugin option ``num_streams``)."""
     device: int = 0
     """GPU index (GPU backends only)."""
 
