@@ -29,7 +29,8 @@ def checkpoint_of(model: str) -> Path:
         LookupError: there is none (PyTorch runs checkpoints, not ONNX graphs).
     """
     path = Path(model)
-    for candidate in (path, path.with_suffix(".safetensors")):
+    beside = path.with_name(path.stem.removesuffix("_fp16") + ".safetensors")  # a release's fp16 ONNX too
+    for candidate in (path, beside):
         if candidate.suffix == ".safetensors" and candidate.is_file():
             return candidate
     raise LookupError(

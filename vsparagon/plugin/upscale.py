@@ -24,11 +24,11 @@ import vapoursynth as vs
 from vsparagon.catalogue import SCALES, ModelDescriptor
 from vsparagon.errors import ConfigError, MissingDependencyError, ParagonError
 from vsparagon.plugin import formats
-from vsparagon.runtime.backends import Backend, Session, backend_names
+from vsparagon.runtime.backends import Backend, BackendError, Session, backend_names
 from vsparagon.runtime.backends.gpu_common import DEFAULT_GPU_STREAMS
 from vsparagon.runtime.backends.torch_backend import TorchBackend
 from vsparagon.runtime.policy import JOINS, TilePlan, auto_streams, plan_frame
-from vsparagon.runtime.sessions import open_session, resolve_backend
+from vsparagon.runtime.sessions import auto_candidates, open_session, resolve_backend, say_auto_skip
 from vsparagon.runtime.source import ModelSource, open_model, resolve
 
 PREFIX = "paragon.Upscale: "
@@ -145,29 +145,25 @@ def _upscale(
 
     source = resolve(variant=variant_v, scale=scale_v, model=model_v, describe=_describe_foreign)
     name = source.path.name
-    streams = streams_v or auto_streams(threads_v, vs.core.num_threads)
     bits = fmt.bits_per_sample if fmt.sample_type == vs.INTEGER else None
-    config = resolve_backend(
-        backend_v,
-        source,
-        fp16=None if half_v is None else half_v == "fp16",
-        threads=threads_v,
-        device=device_v,
-        streams=streams,
-        bits=bits,
-    )
-    if half_v == "bf16":
-        config = _bf16(config)
-    if not streams_v and config.on_gpu():
-        config = dataclasses.replace(config, streams=DEFAULT_GPU_STREAMS)
-    if source.kind == "checkpoint" and not config.runs_checkpoints:
-        source = _exported(source, fp16=config.fp16)
-    session = open_session(config, source)
+    # auto: the fastest usable backend; one that fails to open (a GPU runtime whose CUDA libraries do not load,
+    # a model TensorRT cannot build) gives way to the next, with one line on stderr
+    candidates = auto_candidates(source) if backend_v == "auto" else [backend_v]
+    for i, chosen in enumerate(candidates):
+        try:
+            config, source, session = _open(
+                chosen, source, half_v, streams_v=streams_v, threads=threads_v, device=device_v, bits=bits
+            )
+            break
+        except (BackendError, MissingDependencyError) as exc:
+            if i == len(candidates) - 1:
+                raise
+            say_auto_skip(chosen, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     plan = plan_frame(
         source.descriptor,
         height=clip.height,
         width=clip.width,
-        fp16=config.fp16,
+        fp16=config.fp16 and session.precision != "fp32",  # as it runs (a GPU session may have fallen back)
         frames_in_flight=session.max_parallel,
         budget_bytes=session.budget_bytes,
         work_per_channel=session.work_per_channel,
@@ -198,6 +194,36 @@ def _upscale(
         alpha_up = formats.from_rgbs(_infer_node(alpha_in, session, plan, config.name), alpha.format, _FULL)
         result = result.std.ClipToProp(alpha_up, "_Alpha")
     return result
+
+
+def _open(
+    backend: str,
+    source: ModelSource,
+    half: str | None,
+    *,
+    streams_v: int,
+    threads: int,
+    device: int,
+    bits: int | None,
+) -> tuple[Backend, ModelSource, Session]:
+    """The backend config for ``backend`` (not ``auto``), the source it runs (a checkpoint exported for an
+    ONNX backend) and its shared session."""
+    config = resolve_backend(
+        backend,
+        source,
+        fp16=None if half is None else half == "fp16",
+        threads=threads,
+        device=device,
+        streams=streams_v or auto_streams(threads, vs.core.num_threads),
+        bits=bits,
+    )
+    if half == "bf16":
+        config = _bf16(config)
+    if not streams_v and config.on_gpu():
+        config = dataclasses.replace(config, streams=DEFAULT_GPU_STREAMS)
+    if source.kind == "checkpoint" and not config.runs_checkpoints:
+        source = _exported(source, fp16=config.fp16)
+    return config, source, open_session(config, source)
 
 
 _FULL = formats.ColorInfo(matrix="709", full_range=True, chromaloc="left")

@@ -240,11 +240,25 @@ def torch_cuda_problem(report: GpuReport | None = None) -> str | None:
     report = report or gpu_report()
     if not report.gpus:
         return str(report.problem)
-    if torch_cuda_build() is None:
+    build = torch_cuda_build()
+    if build is None:
         return (
             "the installed PyTorch is a CPU-only build; install a CUDA build (https://pytorch.org/get-started/locally/)"
         )
+    if report.cuda and _major(build) > _major(report.cuda):
+        # CUDA's minor-version compatibility covers a newer minor, never a newer major
+        return (
+            f"the installed PyTorch is built for CUDA {build}, and the NVIDIA driver supports CUDA {report.cuda} at "
+            f"most; update the driver, or install a PyTorch built for CUDA {_major(report.cuda)}.x"
+        )
     return None
+
+
+def _major(version: str) -> int:
+    try:
+        return int(version.split(".")[0])
+    except ValueError:
+        return 0
 
 
 def describe(report: GpuReport) -> dict[str, Any]:

@@ -31,6 +31,16 @@ def pick_auto(source: ModelSource | None = None) -> str:
 
 def first_usable(*, torch_runs_it: bool) -> str:
     """The first usable of :data:`AUTO_ORDER`, PyTorch counted only where it can run the model."""
+    return usable_in_order(torch_runs_it=torch_runs_it)[0]
+
+
+def usable_in_order(*, torch_runs_it: bool) -> list[str]:
+    """Every usable backend of :data:`AUTO_ORDER`, fastest first, ending with ``torch`` when none is.
+
+    ``auto`` opens the first; when it fails to open (a GPU runtime whose CUDA libraries do not
+    load, a model TensorRT cannot build), the plugin falls through to the next.
+    """
+    usable = []
     for name in AUTO_ORDER:
         if name == "torch":
             reason = BACKENDS[name].unavailable() or gpu_info.torch_cuda_problem()
@@ -38,10 +48,20 @@ def first_usable(*, torch_runs_it: bool) -> str:
         else:
             reason = BACKENDS[name].unavailable()
         if reason is None:
-            return name
-        if _installed(name):  # installed, yet unusable: say why, once
+            usable.append(name)
+        elif _installed(name):  # installed, yet unusable: say why, once
             _say_once(f"vsparagon: backend='auto' skips {_LABELS.get(name, name)}: {reason}")
-    return "torch"
+    return usable or ["torch"]
+
+
+def auto_candidates(source: ModelSource) -> list[str]:
+    """:func:`usable_in_order` for ``source``: what ``auto`` tries, in order."""
+    return usable_in_order(torch_runs_it=_torch_runs(source))
+
+
+def say_auto_skip(name: str, reason: str) -> None:
+    """The one stderr line ``auto`` prints when ``name`` failed to open and the next backend is tried."""
+    _say_once(f"vsparagon: backend='auto' skips {_LABELS.get(name, name)} (it failed to open): {reason}")
 
 
 def _torch_runs(source: ModelSource) -> bool:

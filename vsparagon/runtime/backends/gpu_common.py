@@ -12,8 +12,12 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from vsparagon.catalogue.descriptor import ModelDescriptor
+
 #: Default number of frames in flight on a GPU (one instance each: stream, context, buffers).
 DEFAULT_GPU_STREAMS = 2
+#: Side of the square fp16 test pattern.
+PROBE_SIZE = 64
 #: Largest absolute difference of fp16 output from fp32 on the test pattern that still counts as safe.
 HALF_TOLERANCE = 0.02
 
@@ -43,7 +47,7 @@ class InstancePool[T]:
             self._free.put(instance)
 
 
-def probe_pattern(channels: int, *, size: int = 64, seed: int = 0) -> np.ndarray:
+def probe_pattern(channels: int, *, size: int = PROBE_SIZE, seed: int = 0) -> np.ndarray:
     """(1, C, size, size) float32 in [0, 1]: a photo-like gradient, a 1-px checkerboard and binary noise.
 
     The patterns that overflowed the unbounded design (docs/block-design.md), side by side.
@@ -58,6 +62,11 @@ def probe_pattern(channels: int, *, size: int = 64, seed: int = 0) -> np.ndarray
         plane[:, 2 * third :] = rng.integers(0, 2, size=(size, size - 2 * third))
         image[c] = plane
     return image[None]
+
+
+def probe_fits(descriptor: ModelDescriptor, size: int = PROBE_SIZE) -> bool:
+    """Whether the square test pattern of ``size`` is an input the model takes (its multiple and minimum)."""
+    return size % max(1, descriptor.multiple_of) == 0 and descriptor.min_size <= size
 
 
 def half_problem(

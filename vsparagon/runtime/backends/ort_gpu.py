@@ -10,6 +10,8 @@ replaces ``onnxruntime`` (see :mod:`.ort_gpu_setup`).
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from vsparagon.catalogue import ModelDescriptor
 from vsparagon.runtime import gpu_info
 from vsparagon.runtime.backends import ort_gpu_setup as setup
 from vsparagon.runtime.backends.base import Backend, BackendError, Session, onnx_file, stream_threads
-from vsparagon.runtime.backends.gpu_common import InstancePool, half_problem, say_half_fallback
+from vsparagon.runtime.backends.gpu_common import InstancePool, half_problem, probe_fits, say_half_fallback
 from vsparagon.runtime.source import ModelSource, ort_reason
 
 #: Share of the GPU's memory the frames in flight may plan their tiles for (the rest: runtime, workspace, engines).
@@ -137,7 +139,7 @@ class _OrtGpu(Backend):
         path, fp16 = onnx_file(source, fp16=self.fp16)
         scale = source.descriptor.scale
         pool = self._pool(ort, path, fp16=fp16, gpu=gpu, scale=scale)
-        if fp16 and source.precision == "fp32":
+        if fp16 and source.precision == "fp32" and probe_fits(source.descriptor):
             reason = self._half_problem(ort, pool.instances[0], source, gpu)
             if reason is not None:
                 say_half_fallback(self.name, source.path.name, reason)
@@ -178,8 +180,10 @@ class _OrtGpu(Backend):
         gpu: gpu_info.Gpu,
     ) -> Any:
         try:
-            # enable_fallback=0: ONNX Runtime would otherwise print to stdout and retry on other providers
-            session = ort.InferenceSession(str(onnx), options, providers=providers, enable_fallback=0)
+            # enable_fallback=0: ONNX Runtime would otherwise retry on other providers; its Python layer prints
+            # that retry with print(), so stdout (vspipe's video) is redirected too, for versions that ignore the flag
+            with contextlib.redirect_stdout(sys.stderr):
+                session = ort.InferenceSession(str(onnx), options, providers=providers, enable_fallback=0)
         except Exception as exc:
             raise BackendError(
                 f"ONNX Runtime could not open {onnx.name} on GPU {self.device} ({gpu.name}) with backend="

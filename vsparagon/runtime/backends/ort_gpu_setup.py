@@ -47,7 +47,10 @@ def ort_problem(backend: str) -> str | None:
     """
     if importlib.util.find_spec("onnxruntime") is None:
         return f"backend={backend!r} needs onnxruntime-gpu: pip install onnxruntime-gpu"
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except Exception as exc:  # a broken install must not break backend='auto', which may pick another runtime
+        return f"backend={backend!r}: onnxruntime does not import ({exc}); reinstall onnxruntime-gpu"
 
     if not has_cuda_provider(ort):
         if _distribution("onnxruntime-gpu") and _distribution("onnxruntime"):

@@ -27,7 +27,7 @@ from vsparagon.catalogue.descriptor import ModelDescriptor
 from vsparagon.catalogue.files import is_foreign_checkpoint, read_safetensors_descriptor
 from vsparagon.errors import CheckpointError, ConfigError, MissingDependencyError
 from vsparagon.runtime.backends.base import Backend, BackendError, Session
-from vsparagon.runtime.backends.gpu_common import InstancePool, half_problem, say_half_fallback
+from vsparagon.runtime.backends.gpu_common import InstancePool, half_problem, probe_fits, say_half_fallback
 from vsparagon.runtime.policy import TilePlan
 from vsparagon.runtime.source import ModelSource
 from vsparagon.runtime.tiling import blend_weight, plan_tiles
@@ -95,7 +95,7 @@ class TorchSession(Session):
 
         try:
             yield
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError only from 2.5; the extra allows 2.4
             size = "x".join(map(str, shape[-2:][::-1]))
             raise BackendError(
                 f"{self.device} ran out of memory on a {size} input ({self.precision}): pass a smaller tile= "
@@ -294,7 +294,7 @@ class TorchBackend(Backend):
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # static shapes: cuDNN's search pays off
             module = module.to(device, memory_format=torch.channels_last)
-        if dtype == torch.float16:
+        if dtype == torch.float16 and probe_fits(source.descriptor):
             module, dtype = checked_half(module, device, model=source.path.name, channels=source.descriptor.in_channels)
         else:
             module = module.to(dtype)

@@ -28,7 +28,7 @@ from vsparagon.errors import ConfigError, MissingDependencyError
 from vsparagon.runtime import gpu_info
 from vsparagon.runtime.backends.base import Backend, BackendError, Session, onnx_file
 from vsparagon.runtime.backends.cuda_driver import Device
-from vsparagon.runtime.backends.gpu_common import InstancePool, half_problem, say_half_fallback
+from vsparagon.runtime.backends.gpu_common import InstancePool, half_problem, probe_fits, say_half_fallback
 from vsparagon.runtime.backends.trt_build import BuildSettings, build_engine, make_logger
 from vsparagon.runtime.engine_cache import CorruptEngine, EngineCache, EngineIdentity, sha256_file
 from vsparagon.runtime.source import ModelSource
@@ -93,7 +93,7 @@ class TensorRT(Backend):
 
     def _probe_fits(self, descriptor: ModelDescriptor) -> bool:
         """Whether the fp16 test pattern is a size the model (and the profile, if any) takes."""
-        if PROBE_SIZE % max(1, descriptor.multiple_of) or descriptor.min_size > PROBE_SIZE:
+        if not probe_fits(descriptor, PROBE_SIZE):
             return False
         if self.profile is None:
             return True
