@@ -6,6 +6,7 @@ are skipped where PyTorch sees no CUDA device.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +196,28 @@ def test_gpu_half_float_clip_and_bf16():
         frame = bf16.get_frame(0)
         assert frame.props["ParagonPrecision"] == "bf16"
         assert np.abs(planes(frame) - reference).max() < 6e-2
+
+
+def test_auto_falls_through_a_backend_that_fails_to_open(monkeypatch, capsys):
+    """auto's first choice failing to open (here ort-cuda: onnxruntime-gpu is not installed) gives way to the
+    next usable backend, said once on stderr; the frames are that backend's."""
+    upscale_module = importlib.import_module("vsparagon.plugin.upscale")  # the package exports the function
+
+    monkeypatch.setattr(upscale_module, "auto_candidates", lambda source: ["ort-cuda", "ort-cpu"])
+    clip = noise_clip(24, 16, seed=3)
+    auto = upscale(clip, model=str(SHIPPED), backend="auto")
+    frame = auto.get_frame(0)
+    assert frame.props["ParagonBackend"] == "ort-cpu"
+    direct = upscale(clip, model=str(SHIPPED), backend="ort-cpu").get_frame(0)
+    np.testing.assert_array_equal(planes(frame), planes(direct))
+    err = capsys.readouterr().err
+    assert err.count("backend='auto' skips ONNX Runtime CUDA (it failed to open): ") == 1
+    assert "onnxruntime-gpu" in err
+
+
+def test_auto_reports_the_last_failure_when_nothing_opens(monkeypatch):
+    upscale_module = importlib.import_module("vsparagon.plugin.upscale")  # the package exports the function
+
+    monkeypatch.setattr(upscale_module, "auto_candidates", lambda source: ["ort-trt", "ort-cuda"])
+    with pytest.raises(vs.Error, match=r"^paragon\.Upscale: backend='ort-cuda' needs onnxruntime-gpu"):
+        upscale(noise_clip(16, 16), model=str(SHIPPED), backend="auto")

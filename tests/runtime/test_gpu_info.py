@@ -169,6 +169,13 @@ def test_torch_cuda_problem(monkeypatch):
     monkeypatch.setattr(gpu_info, "torch_cuda_build", lambda: "12.4")
     assert gpu_info.torch_cuda_problem(with_gpu) is None
     assert gpu_info.torch_cuda_problem(gpu_info.GpuReport(problem="no GPU (fake)")) == "no GPU (fake)"
+    # a driver for CUDA 12.2 runs a 12.4 build (minor-version compatibility), never a 13.0 one
+    old_driver = gpu_info.GpuReport(gpus=with_gpu.gpus, cuda="12.2")
+    assert gpu_info.torch_cuda_problem(old_driver) is None
+    monkeypatch.setattr(gpu_info, "torch_cuda_build", lambda: "13.0")
+    assert "built for CUDA 13.0, and the NVIDIA driver supports CUDA 12.2 at most" in gpu_info.torch_cuda_problem(
+        old_driver
+    )
 
 
 def test_torch_cuda_build_read_from_its_version_file(tmp_path):
