@@ -145,7 +145,7 @@ def test_explain_documents_the_new_fields():
     ("name", "variant", "ringing"), [("ehrsr", "ehrsr_tiny", 0.0), ("hermes", "hermes_tiny", None)]
 )
 def test_example_configs_load(name, variant, ringing):
-    cfg = load_config(REPO / "examples" / f"train_{name}_tiny.yaml")
+    cfg = load_config(REPO / "examples" / "train" / f"{name}_tiny_x2.yaml")
     assert (cfg.model.variant, cfg.model.scale) == (variant, 2)
     assert Path(cfg.data.train[0].path).resolve() == (REPO / "data" / "train").resolve()
     if ringing is None:
