@@ -14,6 +14,7 @@ import torch
 import vapoursynth as vs
 
 from vsparagon.models import ParagonSR
+from vsparagon.runtime.engine_cache import EngineIdentity
 
 
 def randomize_(model: ParagonSR, seed: int = 0) -> ParagonSR:
@@ -124,3 +125,42 @@ def film_frames(count: int, every: int) -> list[np.ndarray]:
             if len(frames) == count:
                 break
     return frames
+
+
+#: An engine identity for the engine cache tests (a TensorRT 10.7 fp16 engine of tiny x2 at 1080p).
+ENGINE_IDENTITY = EngineIdentity(
+    model="tiny_x2.onnx",
+    onnx_sha256="ab" * 32,
+    precision="fp16",
+    io_types="float16->float16",
+    profile=((1, 3, 1080, 1920),) * 3,
+    workspace_mib=0,
+    opt_level=3,
+    trt_version="10.7.0",
+    gpu="NVIDIA GeForce RTX 4090",
+    compute="8.9",
+)
+
+
+def onnx_session(module: torch.nn.Module, example: torch.Tensor):
+    """``module`` exported to ONNX (opset 17, dynamic batch/height/width, traced on ``example``) in a
+    CPU ONNX Runtime session, for layer tests."""
+    import io
+    import warnings
+
+    import onnxruntime as ort
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "b", 2: "h", 3: "w"}, "output": {0: "b", 2: "h", 3: "w"}},
+        )
+    return ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])

@@ -6,23 +6,12 @@ import json
 import os
 import time
 
-from helpers import paragon
+from helpers import ENGINE_IDENTITY, paragon
 
 from vsparagon.cli.main import main
-from vsparagon.runtime.engine_cache import EngineCache, EngineIdentity
+from vsparagon.runtime.engine_cache import EngineCache
 
-IDENTITY = EngineIdentity(
-    model="tiny_x2.onnx",
-    onnx_sha256="ab" * 32,
-    precision="fp16",
-    io_types="float16->float16",
-    profile=((1, 3, 1080, 1920),) * 3,
-    workspace_mib=0,
-    opt_level=3,
-    trt_version="10.7.0",
-    gpu="NVIDIA GeForce RTX 4090",
-    compute="8.9",
-)
+IDENTITY = ENGINE_IDENTITY
 
 
 def _fill(cache_root):

@@ -7,17 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
+from onnx_checks import assert_onnx_runtime_matches, assert_openvino_matches, fp16_stress_results, routing_inputs
 
 from vsparagon import models
 from vsparagon.export import export_onnx
-from vsparagon.export.stress import stress_inputs, worst
 from vsparagon.models.hermes import FP16_SAFE
 from vsparagon.models.layers.experts import MixtureOfExperts
-from vsparagon.runtime.backends import openvino
-from vsparagon.train.data import synthetic_picture
 
 SIZE = (37, 53)  # the export traces at 32 x 32; every check runs at this odd size
 
@@ -53,11 +50,7 @@ def _centre_router(model: torch.nn.Module, moe: MixtureOfExperts) -> None:
 
 def _inputs() -> list[np.ndarray]:
     """A photo, noise and a flat grey picture: content that the router sends to different experts."""
-    h, w = SIZE
-    photo = synthetic_picture(5, max(h, w)).transpose(2, 0, 1)[:, :h, :w].astype(np.float32) / 255
-    noise = np.random.default_rng(1).random((3, h, w), dtype=np.float32)
-    flat = np.full((3, h, w), 0.5, dtype=np.float32)
-    return [np.ascontiguousarray(a)[None] for a in (photo, noise, flat)]
+    return routing_inputs(SIZE, photo_seed=5, noise_seed=1, grey=0.5)
 
 
 @dataclass(frozen=True)
@@ -97,29 +90,15 @@ def test_the_inputs_route_differently(exported: Exported) -> None:
 
 
 def test_onnx_runtime_equals_pytorch_at_another_odd_size(exported: Exported) -> None:
-    session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
-    for x, expected in zip(exported.inputs, exported.expected, strict=True):
-        (out,) = session.run(None, {"input": x})
-        assert out.shape == (1, 3, 2 * SIZE[0], 2 * SIZE[1])
-        np.testing.assert_allclose(out, expected, atol=2e-4, rtol=0)
+    assert exported.expected[0].shape == (1, 3, 2 * SIZE[0], 2 * SIZE[1])
+    assert_onnx_runtime_matches(exported.path, exported.inputs, exported.expected, atol=2e-4)
 
 
 def test_openvino_equals_pytorch_at_another_odd_size(exported: Exported) -> None:
-    ov = openvino.import_openvino()
-    core = openvino.shared_core(ov)
-    compiled = core.compile_model(core.read_model(str(exported.path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    for x, expected in zip(exported.inputs, exported.expected, strict=True):
-        out = compiled([x])[compiled.output(0)]
-        np.testing.assert_allclose(out, expected, atol=2e-4, rtol=0)
+    assert_openvino_matches(exported.path, exported.inputs, exported.expected, atol=2e-4)
 
 
 def test_fp16_onnx_is_finite_on_every_stress_pattern(tmp_path: Path) -> None:
-    report = export_onnx(_model(), tmp_path / "h16.onnx", fp16=True, verify=False)
-    session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
-    photo = synthetic_picture(3, 48).transpose(2, 0, 1).astype(np.float32) / 255
-    results = {}
-    for name, x in stress_inputs(photo).items():
-        (out,) = session.run(None, {"input": x.astype(np.float16)})
-        results[name] = worst(out.astype(np.float32))
-    assert report.descriptor.fp16_safe is FP16_SAFE is True  # the claim this test backs
+    results = fp16_stress_results(_model(), tmp_path / "m16.onnx", fp16_safe=FP16_SAFE)
+    assert FP16_SAFE is True  # the claim this test backs
     assert all(np.isfinite(v) for v in results.values()), results

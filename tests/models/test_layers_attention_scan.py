@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import warnings
-
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
+from helpers import onnx_session
 
 from vsparagon.models.layers.selective_scan import SCAN_STEPS, ScanCore, SelectiveScan2d, chunked_scan
 from vsparagon.models.layers.window_attention import ShiftedWindowAttention
-
-
-def _onnx_session(module: torch.nn.Module, trace_size: tuple[int, int], channels: int) -> ort.InferenceSession:
-    """``module`` exported with dynamic batch/height/width, traced at ``trace_size``."""
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module.eval(),
-            (torch.rand(1, channels, *trace_size),),
-            buffer,
-            dynamo=False,
-            opset_version=17,
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": {0: "b", 2: "h", 3: "w"}, "output": {0: "b", 2: "h", 3: "w"}},
-        )
-    return ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-
 
 # --- window attention --------------------------------------------------------------------------
 
@@ -110,7 +88,7 @@ def test_window_attention_keeps_any_shape(size):
 def test_window_attention_exports_with_dynamic_sizes():
     torch.manual_seed(2)
     m = ShiftedWindowAttention(16, heads=2, window=4, shift=True).eval()
-    session = _onnx_session(m, (8, 8), 16)  # traced with no padding at all
+    session = onnx_session(m, torch.rand(1, 16, 8, 8))  # traced with no padding at all
     for shape in [(2, 16, 9, 11), (1, 16, 13, 7), (1, 16, 3, 2)]:
         x = torch.randn(*shape)
         (got,) = session.run(None, {"input": x.numpy()})
@@ -213,7 +191,7 @@ def test_selective_scan_exports_with_dynamic_sizes_and_all_scan_steps():
     """Traced on 16 tokens (one chunk, no cross-chunk step), run on 1961 (62 chunks, 6 steps)."""
     torch.manual_seed(8)
     m = SelectiveScan2d(16, state=4, directions=4).eval()
-    session = _onnx_session(m, (4, 4), 16)
+    session = onnx_session(m, torch.rand(1, 16, 4, 4))
     assert m.cores[0].chunk * 2**SCAN_STEPS > 1961
     for shape in [(1, 16, 37, 53), (2, 16, 3, 2)]:
         x = torch.randn(*shape)

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import math
-import warnings
 
 import numpy as np
 import pytest
 import torch
+from helpers import onnx_session
 from torch import nn
 
 from vsparagon.models.auxiliary import auxiliary_losses, expert_usage
 from vsparagon.models.layers.experts import MixtureOfExperts, Router, route
 from vsparagon.models.layers.frequency import BandScale, BlockDCT, FrequencySplit, dct_basis
-
-
-def _onnx_session(module: nn.Module, example: torch.Tensor):
-    import onnxruntime as ort
-
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module.eval(),
-            (example,),
-            buffer,
-            dynamo=False,
-            opset_version=17,
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": {0: "b", 2: "h", 3: "w"}, "output": {0: "b", 2: "h", 3: "w"}},
-        )
-    return ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-
 
 # --- routing -----------------------------------------------------------------------------------
 
@@ -145,7 +124,7 @@ def test_collapsed_routing_costs_more_than_balanced_routing() -> None:
 
 def test_the_exported_mixture_routes_each_input_afresh() -> None:
     moe = _mixture().eval()
-    session = _onnx_session(nn.Sequential(moe), torch.randn(1, 6, 8, 8))
+    session = onnx_session(nn.Sequential(moe), torch.randn(1, 6, 8, 8))
     for seed in range(3):
         x = torch.randn(2, 6, 11, 13, generator=torch.Generator().manual_seed(seed)) * (seed + 1)
         with torch.no_grad():
@@ -216,7 +195,7 @@ def test_the_exported_split_takes_another_odd_size() -> None:
             return torch.cat([low, high], dim=1)
 
     module = Both()
-    session = _onnx_session(module, torch.rand(1, 3, 32, 32))
+    session = onnx_session(module, torch.rand(1, 3, 32, 32))
     x = torch.rand(1, 3, 37, 53)
     with torch.no_grad():
         expected = module(x).numpy()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ENGINE_IDENTITY
 
 from vsparagon.runtime import engine_cache
 from vsparagon.runtime.engine_cache import (
@@ -25,18 +26,7 @@ from vsparagon.runtime.engine_cache import (
     list_cached,
 )
 
-IDENTITY = EngineIdentity(
-    model="tiny_x2.onnx",
-    onnx_sha256="ab" * 32,
-    precision="fp16",
-    io_types="float16->float16",
-    profile=((1, 3, 1080, 1920),) * 3,
-    workspace_mib=0,
-    opt_level=3,
-    trt_version="10.7.0",
-    gpu="NVIDIA GeForce RTX 4090",
-    compute="8.9",
-)
+IDENTITY = ENGINE_IDENTITY
 CHANGES = {
     "onnx_sha256": "cd" * 32,
     "precision": "fp32",

@@ -52,34 +52,15 @@ picture, picture-wide scans): tiles are joined by blending, and the result is ap
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
-from vsparagon.catalogue.descriptor import UNKNOWN_RADIUS, ModelDescriptor
 from vsparagon.catalogue.table import EHRSR as CATALOGUE
 from vsparagon.models.ehrsr.arch import EHRSR, EHRSRConfig, check_config
-from vsparagon.models.entry import ArchEntry
-from vsparagon.models.fusion import is_fused
+from vsparagon.models.entry import ArchEntry, describe_global
 
 #: Whether a float16 graph stays finite on the stress patterns (tests/export/test_ehrsr_export.py).
 FP16_SAFE = True
 
 
-def describe(model: EHRSR) -> ModelDescriptor:
-    """EHR-SR sees the whole picture: its descriptor says the receptive field is global."""
-    cfg = model.cfg
-    return ModelDescriptor(
-        arch=CATALOGUE.name,
-        variant=model.variant,
-        scale=cfg.scale,
-        in_channels=cfg.in_channels,
-        out_channels=cfg.out_channels,
-        multiple_of=1,
-        receptive_radius=UNKNOWN_RADIUS,
-        global_context=True,
-        fp16_safe=FP16_SAFE,
-        fused=is_fused(model),
-        config=asdict(cfg),
-    )
+describe = describe_global(CATALOGUE.name, fp16_safe=FP16_SAFE)
 
 
 ENTRY = ArchEntry(name=CATALOGUE.name, module=EHRSR, config=EHRSRConfig, describe=describe, validate=check_config)

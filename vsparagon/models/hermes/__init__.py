@@ -60,13 +60,9 @@ Choices the seed left open (issue 16 asks for them in writing):
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
-from vsparagon.catalogue.descriptor import UNKNOWN_RADIUS, ModelDescriptor
 from vsparagon.catalogue.table import HERMES as CATALOGUE
 from vsparagon.errors import ConfigError
-from vsparagon.models.entry import ArchEntry
-from vsparagon.models.fusion import is_fused
+from vsparagon.models.entry import ArchEntry, describe_global
 from vsparagon.models.hermes.arch import Hermes
 from vsparagon.models.hermes.config import HermesConfig
 
@@ -104,22 +100,7 @@ def validate(cfg: HermesConfig) -> None:
             raise ConfigError(f"hermes: {message}")
 
 
-def describe(model: Hermes) -> ModelDescriptor:
-    """HERMES sees the whole picture: its descriptor says the receptive field is global."""
-    cfg = model.cfg
-    return ModelDescriptor(
-        arch=CATALOGUE.name,
-        variant=model.variant,
-        scale=cfg.scale,
-        in_channels=cfg.in_channels,
-        out_channels=cfg.out_channels,
-        multiple_of=1,
-        receptive_radius=UNKNOWN_RADIUS,
-        global_context=True,
-        fp16_safe=FP16_SAFE,
-        fused=is_fused(model),
-        config=asdict(cfg),
-    )
+describe = describe_global(CATALOGUE.name, fp16_safe=FP16_SAFE)
 
 
 ENTRY = ArchEntry(name=CATALOGUE.name, module=Hermes, config=HermesConfig, describe=describe, validate=validate)

@@ -9,10 +9,12 @@ import queue
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 
 from vsparagon.catalogue.descriptor import ModelDescriptor
+from vsparagon.runtime.backends.base import Backend
 
 #: Default number of frames in flight on a GPU (one instance each: stream, context, buffers).
 DEFAULT_GPU_STREAMS = 2
@@ -20,6 +22,20 @@ DEFAULT_GPU_STREAMS = 2
 PROBE_SIZE = 64
 #: Largest absolute difference of fp16 output from fp32 on the test pattern that still counts as safe.
 HALF_TOLERANCE = 0.02
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuBackend(Backend):
+    """What the GPU backends share: they run on the GPU, and in fp16 by default where the model is
+    marked fp16-safe (our bounded designs; checked on a test pattern when the session opens)."""
+
+    def on_gpu(self) -> bool:
+        return True
+
+    @classmethod
+    def default_fp16(cls, descriptor: ModelDescriptor, *, bits: int | None) -> bool:
+        """fp16 for a model marked fp16-safe, fp32 otherwise."""
+        return descriptor.fp16_safe
 
 
 class InstancePool[T]:

@@ -19,11 +19,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from vsparagon.catalogue import ModelDescriptor
 from vsparagon.runtime import gpu_info
 from vsparagon.runtime.backends import ort_gpu_setup as setup
-from vsparagon.runtime.backends.base import Backend, BackendError, Session, onnx_file, stream_threads
-from vsparagon.runtime.backends.gpu_common import InstancePool, half_problem, probe_fits, say_half_fallback
+from vsparagon.runtime.backends.base import BackendError, Session, onnx_file, stream_threads
+from vsparagon.runtime.backends.gpu_common import GpuBackend, InstancePool, half_problem, probe_fits, say_half_fallback
 from vsparagon.runtime.source import ModelSource, ort_reason
 
 #: Share of the GPU's memory the frames in flight may plan their tiles for (the rest: runtime, workspace, engines).
@@ -110,19 +109,11 @@ def _checked(instance: OrtGpuInstance, batch: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _OrtGpu(Backend):
+class _OrtGpu(GpuBackend):
     """What both providers share: the pool, device checks, the fp16 check and the CPU-fallback refusal."""
 
     primary: ClassVar[str] = setup.CUDA_EP
     """The execution provider that must run the graph (ONNX Runtime would otherwise fall back to the CPU)."""
-
-    def on_gpu(self) -> bool:
-        return True
-
-    @classmethod
-    def default_fp16(cls, descriptor: ModelDescriptor, *, bits: int | None) -> bool:
-        """Half precision for models marked fp16-safe (our bounded designs), full precision otherwise."""
-        return descriptor.fp16_safe
 
     @classmethod
     def unavailable(cls) -> str | None:

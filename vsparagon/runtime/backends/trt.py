@@ -26,9 +26,9 @@ import numpy as np
 from vsparagon.catalogue import ModelDescriptor
 from vsparagon.errors import ConfigError, MissingDependencyError
 from vsparagon.runtime import gpu_info
-from vsparagon.runtime.backends.base import Backend, BackendError, Session, onnx_file
+from vsparagon.runtime.backends.base import BackendError, Session, onnx_file
 from vsparagon.runtime.backends.cuda_driver import Device
-from vsparagon.runtime.backends.gpu_common import InstancePool, half_problem, probe_fits, say_half_fallback
+from vsparagon.runtime.backends.gpu_common import GpuBackend, InstancePool, half_problem, probe_fits, say_half_fallback
 from vsparagon.runtime.backends.trt_build import BuildSettings, build_engine, make_logger
 from vsparagon.runtime.engine_cache import CorruptEngine, EngineCache, EngineIdentity, sha256_file
 from vsparagon.runtime.source import ModelSource
@@ -45,7 +45,7 @@ HeightWidth = tuple[int, int]
 
 
 @dataclass(frozen=True, kw_only=True)
-class TensorRT(Backend):
+class TensorRT(GpuBackend):
     """NVIDIA TensorRT through its Python API; ``streams`` instances per engine (frames in flight)."""
 
     name = "trt"
@@ -99,14 +99,6 @@ class TensorRT(Backend):
             return True
         (min_h, min_w), _, (max_h, max_w) = self.profile
         return min_h <= PROBE_SIZE <= max_h and min_w <= PROBE_SIZE <= max_w
-
-    def on_gpu(self) -> bool:
-        return True
-
-    @classmethod
-    def default_fp16(cls, descriptor: ModelDescriptor, *, bits: int | None) -> bool:
-        """fp16 for a model marked fp16-safe (checked on a test pattern when the session opens), else fp32."""
-        return descriptor.fp16_safe
 
     @classmethod
     def unavailable(cls) -> str | None:
