@@ -313,3 +313,16 @@ def test_an_engine_without_a_readable_record_is_still_listed(tmp_path):
     (item,) = list_cached(tmp_path)
     assert item.model == "? (no readable record)"
     assert list_cached(tmp_path / "missing") == []
+
+
+def test_clear_keeps_a_lock_that_a_build_holds(tmp_path):
+    cache = EngineCache(tmp_path)
+    cache.fetch(IDENTITY, build=Builds(), load=_load, what="x")
+    lock = cache.entry(IDENTITY).with_suffix(".lock")
+    assert lock.exists()
+    with engine_cache._locked(lock, "x"):  # as a process building this engine right now holds it
+        assert len(clear_cached(tmp_path)) == 1
+        assert not cache.entry(IDENTITY).exists()
+        assert lock.exists()  # a third process must still wait on it, not start the same build
+    assert clear_cached(tmp_path) == []
+    assert not lock.exists()  # free now, so the next clear takes it away

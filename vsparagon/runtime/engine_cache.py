@@ -252,6 +252,24 @@ def _remove_entry(engine: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _remove_free_lock(path: Path) -> None:
+    """Remove the lock file ``path`` unless another process holds it (a build in progress): removing
+    it then would let a third process start the same build instead of waiting for it."""
+    try:
+        handle = path.open("r+b")
+    except OSError:
+        return  # gone already, or not ours to open
+    with handle:
+        if not _lock(handle, wait=False):
+            return
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # Windows cannot remove an open file; the next clear does
+        finally:
+            _unlock(handle)
+
+
 @contextlib.contextmanager
 def _locked(path: Path, what: str) -> Iterator[None]:
     """Hold the lock file ``path`` (the OS drops it if the process dies); say so when another process holds it."""
@@ -379,10 +397,13 @@ def clear_cached(folder: Path | None = None, *, older_than_days: float | None = 
             continue
         if item.kind == "trt":
             _remove_entry(item.path)
-            item.path.with_suffix(".lock").unlink(missing_ok=True)
+            _remove_free_lock(item.path.with_suffix(".lock"))
         else:
             item.path.unlink(missing_ok=True)
         removed.append(item)
+    if older_than_days is None and folder.is_dir():
+        for lock in folder.glob("*.lock"):  # left by entries removed while their lock was held
+            _remove_free_lock(lock)
     if older_than_days is None and (folder / ORT_TRT_FOLDER).is_dir():
         shutil.rmtree(folder / ORT_TRT_FOLDER, ignore_errors=True)  # its empty subfolders too
     return removed
