@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -145,9 +147,6 @@ ENGINE_IDENTITY = EngineIdentity(
 def onnx_session(module: torch.nn.Module, example: torch.Tensor):
     """``module`` exported to ONNX (opset 17, dynamic batch/height/width, traced on ``example``) in a
     CPU ONNX Runtime session, for layer tests."""
-    import io
-    import warnings
-
     import onnxruntime as ort
 
     buffer = io.BytesIO()

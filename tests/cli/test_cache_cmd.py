@@ -6,12 +6,11 @@ import json
 import os
 import time
 
-from helpers import ENGINE_IDENTITY, paragon
+from helpers import ENGINE_IDENTITY as IDENTITY
+from helpers import paragon
 
 from vsparagon.cli.main import main
 from vsparagon.runtime.engine_cache import EngineCache
-
-IDENTITY = ENGINE_IDENTITY
 
 
 def _fill(cache_root):

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ENGINE_IDENTITY
+from helpers import ENGINE_IDENTITY as IDENTITY
 
 from vsparagon.runtime import engine_cache
 from vsparagon.runtime.engine_cache import (
@@ -26,7 +26,6 @@ from vsparagon.runtime.engine_cache import (
     list_cached,
 )
 
-IDENTITY = ENGINE_IDENTITY
 CHANGES = {
     "onnx_sha256": "cd" * 32,
     "precision": "fp32",

@@ -120,7 +120,7 @@ def preload_cuda() -> str:
         try:
             preload()
         except Exception as exc:  # libraries it cannot load are looked up again when the session opens
-            print(exc)
+            said.write(f"{exc}\n")
     return " ".join(said.getvalue().split())
 
 
