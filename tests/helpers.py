@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 import warnings
@@ -17,6 +19,21 @@ import vapoursynth as vs
 
 from vsparagon.models import ParagonSR
 from vsparagon.runtime.engine_cache import EngineIdentity
+
+
+@contextlib.contextmanager
+def ctrl_c_reaches_children():
+    """Processes started inside this block take Ctrl-C (SIGINT) as Python normally does.
+
+    A shell starts a background job with SIGINT ignored, and a started process inherits an
+    ignored signal (a handled one is reset to the default), so a test of Ctrl-C run by a job
+    like that (a CI script's ``cmd &``) would see its child ignore it.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def randomize_(model: ParagonSR, seed: int = 0) -> ParagonSR:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import FFMPEG, PARAGON, decoded_frames, duration, media_info, paragon
+from helpers import FFMPEG, PARAGON, ctrl_c_reaches_children, decoded_frames, duration, media_info, paragon
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "bigbuckbunny_320x180.mp4"
@@ -111,13 +111,14 @@ def test_a_killed_run_leaves_no_output(tiny_onnx, cache, tmp_path, sig):
     out = tmp_path / "out.mkv"
     out.write_bytes(b"an older file")
     partial = tmp_path / "out.partial.mkv"
-    proc = subprocess.Popen(
-        [str(PARAGON), "upscale", str(SAMPLE), str(out), "--model", tiny_onnx],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "VSPARAGON_CACHE": str(cache)},
-    )
+    with ctrl_c_reaches_children():
+        proc = subprocess.Popen(
+            [str(PARAGON), "upscale", str(SAMPLE), str(out), "--model", tiny_onnx],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "VSPARAGON_CACHE": str(cache)},
+        )
     deadline = time.monotonic() + 120
     while not partial.exists() and proc.poll() is None:  # ffmpeg opens it before the first frame
         assert time.monotonic() < deadline, "ffmpeg never started writing"

@@ -16,6 +16,7 @@ import onnxruntime as ort
 import pytest
 import torch
 import yaml
+from helpers import ctrl_c_reaches_children
 from train_helpers import BASE, merge
 
 from vsparagon import models
@@ -203,7 +204,8 @@ def test_ctrl_c_or_kill_saves_the_current_step(tmp_path, signum):
     config = write_config(tmp_path / "c.yaml", {"train": {"iters": 100000, "save_every": 0, "log_every": 1}})
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vsparagon.cli.main", "train", str(config), "--out", str(out)]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    with ctrl_c_reaches_children():
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "log.jsonl").exists():
         time.sleep(0.2)
