@@ -21,7 +21,7 @@ from train_helpers import BASE, merge
 
 from vsparagon import models
 from vsparagon.errors import CheckpointError, ConfigError
-from vsparagon.train import TrainingDiverged, train
+from vsparagon.train import TrainingDiverged, losses, train
 from vsparagon.train.config import to_plain
 from vsparagon.train.state import list_states, load_state
 
@@ -286,3 +286,36 @@ def test_smoke_config_runs_as_documented(tmp_path):
         assert (tmp_path / name).is_file(), name
     assert len(records(tmp_path, "val")) == 2
     assert to_plain  # the config round trip is covered in test_train_config
+
+
+def test_the_range_guard_bounds_a_model_that_overshoots(make_cfg, tmp_path):
+    """The shipped tiny x2 leaves [-0.2, 1.2] on hard patterns; the guard brings it back, pixel losses alone do not."""
+    start = REPO / "models" / "paragonsr_tiny_x2.safetensors"
+    limits = (-0.2, 1.2)
+    probe = losses.hard_patterns(32, 3, 24, 24, torch.Generator().manual_seed(99))  # not what training draws
+
+    def excess(path: Path) -> float:
+        model = models.load(path).eval()
+        with torch.no_grad():
+            return float(losses.out_of_range(model(probe), *limits))
+
+    before = excess(start)
+    assert before > 1e-4, "the starting model must overshoot for this test to mean anything"
+    after = {}
+    for guard in (0.0, 10.0):
+        cfg = make_cfg(
+            {
+                "model": {"init": str(start), "gate": "rmsnorm"},
+                "optim": {"lr": 3e-4, "warmup": 2, "ema": 0},
+                "loss": {"range_guard": guard, "range_samples": 4, "range_limits": list(limits)},
+                "train": {"iters": 30, "save_every": 0, "log_every": 1},
+            }
+        )
+        release = train(cfg, tmp_path / f"guard{guard}").release
+        assert release is not None
+        after[guard] = excess(release)
+    assert after[10.0] < before / 4, (before, after)
+    assert after[10.0] < after[0.0] / 4, (before, after)
+    logged = records(tmp_path / "guard10.0", "train")
+    assert all("range" in r for r in logged), logged[0]
+    assert "range" not in records(tmp_path / "guard0.0", "train")[0]

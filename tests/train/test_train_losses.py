@@ -109,3 +109,30 @@ def test_psnr_and_ssim_on_y(batch):
     assert psnr_y(damaged, img, border=3) == math.inf
     assert psnr_y(damaged, img) < 30
     assert ssim_y(blur(img, gaussian_kernel(2, 2, 0, 11)), img, border=2) < 0.95
+
+
+def test_hard_patterns_are_varied_reproducible_inputs():
+    make = losses.hard_patterns
+    x = make(64, 3, 12, 20, torch.Generator().manual_seed(5))
+    assert x.shape == (64, 3, 12, 20)
+    assert float(x.min()) >= 0
+    assert float(x.max()) <= 1
+    assert torch.equal(x, make(64, 3, 12, 20, torch.Generator().manual_seed(5)))
+    assert not torch.equal(x, make(64, 3, 12, 20, torch.Generator().manual_seed(6)))
+    distinct = [len(torch.unique(s)) for s in x]
+    assert 1 in distinct  # flat fields
+    assert min(d for d in distinct if d > 1) <= 6  # boards, lines and binary noise: a few levels
+    assert max(distinct) > 500  # noise
+    grey = [bool((s[0] == s[1]).all() and (s[1] == s[2]).all()) for s in x]
+    assert any(grey)
+    assert not all(grey)
+    assert float((x[:, :, :, 1:] - x[:, :, :, :-1]).abs().amax(dim=(1, 2, 3)).max()) >= 0.5  # 1-px contrast
+
+
+def test_out_of_range_counts_only_the_excess():
+    pred = torch.tensor([-1.0, -0.5, 0.5, 1.5, 2.0], requires_grad=True)
+    term = losses.out_of_range(pred, -0.5, 1.5)
+    assert float(term) == pytest.approx((0.25 + 0.25) / 5)
+    term.backward()
+    assert pred.grad.tolist() == pytest.approx([-0.2, 0, 0, 0, 0.2])
+    assert float(losses.out_of_range(torch.rand(2, 3, 8, 8), -0.5, 1.5)) == 0

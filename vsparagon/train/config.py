@@ -230,6 +230,16 @@ class LossSection:
         "Anti-ringing loss weight (HERMES's: penalises overshoot beyond the HR picture's local extrema, the halos "
         "of sharpened edges); 0 = off. Any architecture may use it.",
     )
+    range_guard: float = doc(
+        0.0,
+        "Weight of the output-range guard: each micro-batch also runs loss.range_samples generated hard LR "
+        "patterns (binary and uniform noise, heavy grain, 1-2 px checkerboards and lines, flat fields, each at a "
+        "random contrast) and adds the mean squared amount by which their output leaves loss.range_limits; "
+        "0 = off. It teaches the model to stay bounded on content natural pictures rarely hold (the stress "
+        "patterns of models/README.md).",
+    )
+    range_samples: int = doc(2, "Generated patterns per micro-batch for loss.range_guard, at the LR crop size.")
+    range_limits: Range = doc((-0.5, 1.5), "Output range the guard allows; only the excess beyond it is penalised.")
 
 
 # --------------------------------------------------------------------------- optimisation
@@ -486,6 +496,13 @@ def validate(cfg: TrainConfig, where: str) -> None:
         f"steps are only read with preset: custom (preset is {cfg.degradation.preset})",
     )
     _check(bool(cfg.degradation.final_kernels), f"{where}.degradation.final_kernels", "must not be empty")
+    lo, hi = cfg.loss.range_limits
+    _check(
+        cfg.loss.range_guard >= 0 and cfg.loss.range_samples >= 1 and lo < hi,
+        f"{where}.loss.range_guard",
+        f"range_guard >= 0, range_samples >= 1 and range_limits [lo, hi] with lo < hi, got {cfg.loss.range_guard}, "
+        f"{cfg.loss.range_samples}, {list(cfg.loss.range_limits)}",
+    )
     gan = cfg.loss.gan
     _check(gan.weight >= 0 and gan.start >= 0, f"{where}.loss.gan", "weight and start must be >= 0")
     per = cfg.loss.perceptual

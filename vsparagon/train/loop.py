@@ -161,9 +161,17 @@ def train_step(run: Run, micro_batches: Iterator[Batch], step: int, gan: Adversa
         skipped += int(unreadable.sum())
         lr_img, hr_img = lr_img.to(run.device, non_blocking=True), hr_img.to(run.device, non_blocking=True)
         sync = m == accumulate - 1 or run.job.world == 1  # DDP averages gradients once, on the last micro-batch
+        guard = run.cfg.loss.range_guard > 0
+        if guard:  # hard patterns ride in the same forward pass (one DDP forward per backward)
+            lr_img = torch.cat([lr_img, guard_inputs(run, lr_img, step, m)])
         with nullcontext() if sync else run.ddp.no_sync(), run.autocast:  # type: ignore[operator]
             sr = run.ddp(lr_img)
+            if guard:
+                sr, guarded = sr[: len(hr_img)], sr[len(hr_img) :]
             loss, parts = run.objective(sr, hr_img, run.model)
+            if guard:
+                term = losses.out_of_range(guarded, *run.cfg.loss.range_limits)
+                loss, parts["range"] = loss + run.cfg.loss.range_guard * term, float(term.detach())
             if gan is not None:
                 gan.disc.requires_grad_(False)  # the model's loss must not leave gradients in the discriminator
                 adv = losses.gan_loss(gan.ddp(sr), real=True)
@@ -178,6 +186,19 @@ def train_step(run: Run, micro_batches: Iterator[Batch], step: int, gan: Adversa
     step_loss = finite_loss(run, loss_sum, step)
     grad_norm = update_weights(run, step)
     return StepStats(step_loss, grad_norm, parts_sum, skipped, reals, fakes)
+
+
+def guard_inputs(run: Run, lr_img: torch.Tensor, step: int, micro: int) -> torch.Tensor:
+    """The ``loss.range_guard`` patterns of one micro-batch, shaped like ``lr_img``'s samples.
+
+    Drawn from a generator seeded by the run's seed, the step, the micro-batch and the process,
+    so a resumed run draws what an uninterrupted one would.
+    """
+    seed = ((run.cfg.train.seed * 1_000_003 + step) * 64 + micro) * 4096 + run.job.rank
+    gen = torch.Generator().manual_seed(seed)
+    _, channels, height, width = lr_img.shape
+    patterns = losses.hard_patterns(run.cfg.loss.range_samples, channels, height, width, gen)
+    return patterns.to(device=lr_img.device, dtype=lr_img.dtype)
 
 
 def finite_loss(run: Run, loss_sum: torch.Tensor, step: int) -> float:

@@ -1,4 +1,5 @@
-"""Training losses: pixel, MS-SSIM, frequency, anti-ringing, perceptual (local VGG-19 weights), adversarial.
+"""Training losses: pixel, MS-SSIM, frequency, anti-ringing, output range, perceptual (local VGG-19 weights),
+adversarial.
 
 All take ``(B, 3, H, W)`` tensors in [0, 1] and return a scalar.
 """
@@ -83,6 +84,55 @@ def anti_ringing(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     it grows with the halos of ringing. See :func:`vsparagon.models.hermes.losses.anti_ringing_loss`.
     """
     return anti_ringing_loss(pred.float(), target.float())
+
+
+# --------------------------------------------------------------------------- output range
+HARD_PATTERNS = ("binary noise", "uniform noise", "grain", "checkerboard", "lines", "flat")
+"""The kinds :func:`hard_patterns` draws from, one per sample."""
+
+
+def hard_patterns(n: int, channels: int, height: int, width: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` LR inputs ``(n, channels, height, width)`` in [0, 1] of content that makes unbounded models overshoot.
+
+    Each sample is one of :data:`HARD_PATTERNS`, drawn from ``gen``: binary noise of a random density,
+    uniform noise, grain (sigma 0.05-0.5 around a random level, clipped), a checkerboard or lines of
+    period 1 or 2 px, or a flat field; grey or in colour; blended towards a random level by a random
+    contrast in [0.5, 1] (flat fields keep any level, 0 and 1 included).
+    """
+
+    def uniform(*shape: int) -> torch.Tensor:
+        return torch.rand(shape, generator=gen)
+
+    out = torch.empty(n, channels, height, width)
+    yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    for i in range(n):
+        kind = HARD_PATTERNS[int(torch.randint(len(HARD_PATTERNS), (1,), generator=gen))]
+        planes = channels if float(uniform(1)) < 0.5 else 1  # colour or grey
+        if kind == "binary noise":
+            x = (uniform(planes, height, width) < 0.2 + 0.6 * uniform(1)).float()
+        elif kind == "uniform noise":
+            x = uniform(planes, height, width)
+        elif kind == "grain":
+            level, sigma = 0.2 + 0.6 * uniform(1), 0.05 + 0.45 * uniform(1)
+            x = (level + sigma * torch.randn((planes, height, width), generator=gen)).clamp(0, 1)
+        elif kind in ("checkerboard", "lines"):
+            period = 1 + int(torch.randint(2, (1,), generator=gen))
+            axis = int(torch.randint(2, (1,), generator=gen))
+            phase = (yy // period + xx // period) if kind == "checkerboard" else (yy, xx)[axis] // period
+            a, b = uniform(planes, 1, 1), uniform(planes, 1, 1)
+            x = torch.where((phase % 2).bool(), a, b).expand(planes, height, width)
+        else:  # flat
+            out[i] = uniform(planes, 1, 1).expand(channels, height, width)
+            continue
+        contrast, level = 0.5 + 0.5 * uniform(1), uniform(1)
+        out[i] = (level + contrast * (x - level)).expand(channels, height, width)
+    return out
+
+
+def out_of_range(pred: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """Mean squared excess of ``pred`` beyond ``[lo, hi]``: zero for output within it."""
+    pred = pred.float()
+    return (F.relu(pred - hi) ** 2 + F.relu(lo - pred) ** 2).mean()
 
 
 # --------------------------------------------------------------------------- perceptual
