@@ -224,6 +224,29 @@ def test_ctrl_c_or_kill_saves_the_current_step(tmp_path, signum):
     assert list_states(out / "checkpoints")[-1][0] == step + 1
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_a_signal_to_the_whole_job_saves_the_current_step(tmp_path, signum):
+    """A terminal's Ctrl-C and a service manager's stop signal every process of the job, data workers too."""
+    config = write_config(
+        tmp_path / "c.yaml", {"data": {"workers": 2}, "train": {"iters": 100000, "save_every": 0, "log_every": 1}}
+    )
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "vsparagon.cli.main", "train", str(config), "--out", str(out)]
+    with ctrl_c_reaches_children():
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "log.jsonl").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted: saving step" in err
+    assert "Traceback" not in err
+    assert "internal error" not in err
+    assert list_states(out / "checkpoints")
+
+
 def test_ddp_two_processes_match_one(tmp_path):
     extra = {"train": {"iters": 3, "save_every": 3, "threads": 1}, "data": {"batch": 4}}
     config = write_config(tmp_path / "c.yaml", extra)

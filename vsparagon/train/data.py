@@ -9,6 +9,7 @@ have seen, and DDP ranks split a global batch without coordination.
 from __future__ import annotations
 
 import logging
+import signal
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -406,5 +407,12 @@ def validation_set(data: DataSection, *, scale: int, seed: int) -> list[ValImage
 
 
 def worker_init(_: int) -> None:
-    """One PyTorch thread per data worker (the training process owns the cores)."""
+    """One PyTorch thread per data worker (the training process owns the cores); SIGTERM is left to the trainer.
+
+    A service manager's stop (or ``kill`` of the process group) signals the workers too. Had a
+    worker died of it, the training process would fail on the lost worker instead of saving the
+    current step. The workers end when the trainer's loader shuts down, or when the trainer is gone
+    (PyTorch's workers watch their parent).
+    """
     torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
