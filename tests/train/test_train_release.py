@@ -17,6 +17,7 @@ from train_helpers import BASE, merge
 from vsparagon import models
 from vsparagon.errors import ConfigError
 from vsparagon.runtime import source
+from vsparagon.tools.release import model_card
 from vsparagon.train import train
 from vsparagon.train.config import parse_config
 from vsparagon.train.data import synthetic_picture
@@ -157,3 +158,20 @@ def test_a_run_starts_from_a_fused_model_file(x2_run):
     fresh = load_initial(models.create("tiny", 4), fused_path, strict=False)
     assert fresh
     assert all(name.startswith("upsample.0.") for name in fresh)
+
+
+@pytest.mark.parametrize(
+    ("loss", "line"),
+    [
+        ({}, "- Loss: charbonnier."),
+        (
+            {"fft": 0.05, "range_guard": 10.0, "range_samples": 2},
+            "- Loss: charbonnier + 0.05 x FFT + 10.0 x output-range guard (2 generated hard patterns per batch, "
+            "range [-0.5, 1.5]).",
+        ),
+    ],
+)
+def test_the_card_names_every_loss_term(loss, line):
+    cfg = parse_config(merge(BASE, {"loss": loss}))
+    card = model_card("paragonsr_tiny_x2", cfg, 4, {}, [], [], None, "", source_state="state_0000004.safetensors")
+    assert line in card.splitlines()

@@ -266,6 +266,13 @@ def model_card(
         + (f" + {lo.ms_ssim} x MS-SSIM" if lo.ms_ssim else "")
         + (f" + {lo.perceptual.weight} x perceptual" if lo.perceptual.weight else "")
         + (f" + {lo.gan.weight} x GAN" if lo.gan.weight else "")
+        + (f" + {lo.anti_ringing} x anti-ringing" if lo.anti_ringing else "")
+        + (
+            f" + {lo.range_guard} x output-range guard ({lo.range_samples} generated hard patterns per batch, "
+            f"range [{lo.range_limits[0]:g}, {lo.range_limits[1]:g}])"
+            if lo.range_guard
+            else ""
+        )
         + ".",
         f"- Optimiser: AdamW lr {o.lr:g}, warmup {o.warmup}, cosine to {o.min_lr_ratio:g} x lr over {cfg.train.iters} "
         f"steps, EMA {o.ema:g}, grad clip {o.grad_clip:g}, AMP {o.amp}.",
