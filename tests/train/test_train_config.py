@@ -115,3 +115,13 @@ def test_cli_config_errors_are_one_line(tmp_path):
         check=True,
     )
     assert "optim.grad_clip" in explained.stdout
+
+
+RECIPES = sorted((Path(__file__).parents[2] / "examples" / "train").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_example_config_loads_and_shipping_recipes_guard_the_output_range(path):
+    cfg = C.load_config(path)
+    shipping = cfg.model.variant in ("tiny", "xs", "s", "m", "l", "xl") and path.stem not in ("smoke", "compare_x2")
+    assert (cfg.loss.range_guard > 0) == shipping, cfg.loss
