@@ -26,6 +26,8 @@ def test_pixel_losses(batch):
     assert float(losses.l1(batch, batch)) == 0
     assert abs(float(losses.charbonnier(batch, batch)) - 1e-3) < 1e-7
     assert abs(float(losses.l1(batch + 0.1, batch)) - 0.1) < 1e-6
+    assert float(losses.mse(batch, batch)) == 0
+    assert float(losses.mse(batch + 0.1, batch)) == pytest.approx(0.01, rel=1e-4)
 
 
 def test_ms_ssim_and_fft_rise_with_damage(batch):

@@ -212,7 +212,9 @@ class GanSection:
 class LossSection:
     """The training objective: a weighted sum."""
 
-    pixel: Literal["l1", "charbonnier"] = doc("charbonnier", "Pixel loss.")
+    pixel: Literal["l1", "charbonnier", "mse"] = doc(
+        "charbonnier", "Pixel loss (mse: mean squared error, what PSNR measures; for a final fine-tune)."
+    )
     pixel_weight: float = doc(1.0, "Pixel loss weight.")
     ms_ssim: float = doc(0.0, "MS-SSIM loss weight (1 - MS-SSIM); 0 = off.")
     fft: float = doc(0.0, "Frequency loss weight (L1 between 2-D spectra); 0 = off.")

@@ -29,6 +29,11 @@ def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).abs().mean()
 
 
+def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error (PSNR is ``-10 log10`` of it)."""
+    return ((pred - target) ** 2).mean()
+
+
 def _gauss_window(size: int, sigma: float, channels: int, like: torch.Tensor) -> torch.Tensor:
     x = torch.arange(size, dtype=like.dtype, device=like.device) - size // 2
     g = torch.exp(-(x**2) / (2 * sigma**2))

@@ -114,7 +114,7 @@ class Objective(nn.Module):
     def forward(self, sr: torch.Tensor, hr: torch.Tensor, model: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
         c = self.cfg
         sr32 = sr.float()
-        pixel = losses.charbonnier(sr32, hr) if c.pixel == "charbonnier" else losses.l1(sr32, hr)
+        pixel = {"charbonnier": losses.charbonnier, "l1": losses.l1, "mse": losses.mse}[c.pixel](sr32, hr)
         total = c.pixel_weight * pixel
         parts = {"pixel": float(pixel.detach())}
         if c.ms_ssim > 0:
