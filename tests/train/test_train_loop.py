@@ -199,19 +199,34 @@ def write_config(path: Path, extra: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
-def test_ctrl_c_or_kill_saves_the_current_step(tmp_path, signum):
-    config = write_config(tmp_path / "c.yaml", {"train": {"iters": 100000, "save_every": 0, "log_every": 1}})
+def interrupt_a_run(tmp_path: Path, signum: int, *, workers: int = 0, whole_job: bool = False):
+    """Start ``paragon train``, signal it a second after its first log line, wait for it to end.
+
+    ``whole_job``: signal every process of the job (data workers too), as a terminal's Ctrl-C or a
+    service manager's stop does, rather than the trainer alone. Returns the command, the run folder,
+    the process and its stderr.
+    """
+    extra = {"data": {"workers": workers}, "train": {"iters": 100000, "save_every": 0, "log_every": 1}}
+    config = write_config(tmp_path / "c.yaml", extra)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "vsparagon.cli.main", "train", str(config), "--out", str(out)]
     with ctrl_c_reaches_children():
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=whole_job)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / "log.jsonl").exists():
         time.sleep(0.2)
     time.sleep(1.0)
-    proc.send_signal(signum)
+    if whole_job:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
+    return cmd, out, proc, err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_or_kill_saves_the_current_step(tmp_path, signum):
+    cmd, out, proc, err = interrupt_a_run(tmp_path, signum)
     assert proc.returncode == 130, err
     assert "interrupted: saving step" in err
     assert "Traceback" not in err
@@ -227,19 +242,7 @@ def test_ctrl_c_or_kill_saves_the_current_step(tmp_path, signum):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
 def test_a_signal_to_the_whole_job_saves_the_current_step(tmp_path, signum):
     """A terminal's Ctrl-C and a service manager's stop signal every process of the job, data workers too."""
-    config = write_config(
-        tmp_path / "c.yaml", {"data": {"workers": 2}, "train": {"iters": 100000, "save_every": 0, "log_every": 1}}
-    )
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "vsparagon.cli.main", "train", str(config), "--out", str(out)]
-    with ctrl_c_reaches_children():
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / "log.jsonl").exists():
-        time.sleep(0.2)
-    time.sleep(1.0)
-    os.killpg(proc.pid, signum)
-    _, err = proc.communicate(timeout=120)
+    _, out, proc, err = interrupt_a_run(tmp_path, signum, workers=2, whole_job=True)
     assert proc.returncode == 130, err
     assert "interrupted: saving step" in err
     assert "Traceback" not in err
