@@ -86,6 +86,7 @@ from vsparagon.plugin import upscale
 from vsparagon.runtime.backends.base import stream_threads
 from vsparagon.runtime.backends.openvino import shared_core
 from vsparagon.runtime.policy import auto_streams
+from vsparagon.runtime.precision import describe_cpu, native_reduced
 
 core = vs.core
 
@@ -117,6 +118,8 @@ FILTERS: dict[str, tuple[str, Builder, str]] = {
     "paragon default, 8-bit": ("ours-default-8bit", eight_bit(ours_default, takes_integers=True), ""),
     "mlrt ov defaults, 8-bit": ("mlrt-ov-defaults-8bit", eight_bit(mlrt_ov_defaults, takes_integers=False), "ov"),
 }
+#: Keys ``--memory`` takes: each filter's memory key.
+MEMORY_KEYS = [key for key, _, _ in FILTERS.values()]
 #: Filters whose output is not fp32 by design: compared against fp32 in 8-bit code values, not flagged.
 REDUCED = {"paragon ov fp16=True", "vs-mlrt ov defaults", "paragon default, 8-bit", "mlrt ov defaults, 8-bit"}
 #: Our filter -> the bare loop its overhead is measured against.
@@ -129,6 +132,9 @@ def available_filters() -> dict[str, Builder]:
     for name, (_, build, namespace) in FILTERS.items():
         if namespace and not hasattr(core, namespace):
             progress(f"skipping {name}: plugin core.{namespace} missing (pip install vapoursynth-mlrt-{namespace})")
+            continue
+        if build is ours_reduced and native_reduced() is None:
+            progress(f"skipping {name}: {describe_cpu()} runs OpenVINO in fp32 only (fp16=True is refused here)")
             continue
         found[name] = build
     return found
@@ -308,11 +314,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="rounds, alternating the order; best reported")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="inference threads")
     parser.add_argument("--core-threads", type=int, default=0, help="core.num_threads; 0 = VapourSynth default")
-    parser.add_argument("--memory", default="ours-openvino,ours-ort-cpu", help="filters for the 4K peak memory test")
+    parser.add_argument(
+        "--memory",
+        default="ours-openvino,ours-ort-cpu",
+        help=f"filters for the 4K peak memory test, comma-separated, or none ({', '.join(MEMORY_KEYS)})",
+    )
     parser.add_argument("--quiet-wait", type=float, default=30, help="max s to wait for a quiet machine per block")
     parser.add_argument("--json", help="also write the numbers here")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.memory = [] if args.memory.strip().lower() in ("", "none") else args.memory.split(",")
+    unknown = [key for key in args.memory if key not in MEMORY_KEYS]
+    if unknown:
+        parser.error(f"--memory: unknown {', '.join(unknown)}; one of {', '.join(MEMORY_KEYS)}, or none")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     memory = {}
-    for key in filter(None, args.memory.split(",")):
+    for key in args.memory:
         progress(f"peak memory {key} at {MEMORY_SIZE[0]}x{MEMORY_SIZE[1]}")
         memory[key] = measure_memory(key, model, threads)
 

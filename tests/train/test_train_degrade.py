@@ -94,6 +94,17 @@ def test_pipelines_make_lr_of_the_right_size_deterministically(picture):
     assert torch.allclose(bicubic, D.resize(picture, (48, 48), "bicubic"))
 
 
+def test_quantize_rounds_the_lr_to_8_bit_code_values(picture):
+    lr_size, rng = (48, 48), np.random.default_rng
+    exact = D.Pipeline(DegradationSection(preset="bicubic"))(picture, lr_size, rng(0))
+    rounded = D.Pipeline(DegradationSection(preset="bicubic", quantize=True))(picture, lr_size, rng(0))
+    codes = rounded * 255
+    assert torch.equal(codes, codes.round())
+    assert not torch.equal(exact * 255, (exact * 255).round())  # the float LR is off the grid
+    assert (rounded - exact).abs().max() <= 0.5 / 255 + 1e-6
+    assert torch.equal(rounded, (exact * 255).round() / 255)
+
+
 def test_custom_pipeline_resizes_before_compression(picture):
     section = DegradationSection(
         preset="custom", steps=[ResizeStep(factor=(0.5, 0.5)), JpegStep(quality=(20.0, 20.0))], final_kernels=["area"]

@@ -181,6 +181,11 @@ class DegradationSection:
     final_kernels: list[Kernel] = doc(
         ["bicubic"], "Kernels for the last resize to the LR size (the video preset draws from several)."
     )
+    quantize: bool = doc(
+        False,
+        "Round each LR crop to 8-bit code values at the end, as an 8-bit LR file holds it (and as "
+        "paragon eval feeds its models); false keeps the exact float LR of older runs.",
+    )
 
 
 # --------------------------------------------------------------------------- losses

@@ -242,6 +242,7 @@ class Pipeline:
         self.steps = list(steps)
         codecs = [i for i, s in enumerate(self.steps) if isinstance(s, CodecStep)]
         self.final_at = codecs[-1] if codecs else len(self.steps)
+        self.quantize = section.quantize
 
     def __call__(self, hr: torch.Tensor, lr_size: tuple[int, int], rng: np.random.Generator) -> torch.Tensor:
         img = hr
@@ -253,4 +254,5 @@ class Pipeline:
                 break
             if rng.random() < step.prob:
                 img = _APPLY[type(step)](step, img, rng)
-        return img.clamp_(0, 1)
+        img = img.clamp_(0, 1)
+        return img.mul_(255).round_().div_(255) if self.quantize else img
