@@ -175,3 +175,11 @@ def test_the_card_names_every_loss_term(loss, line):
     cfg = parse_config(merge(BASE, {"loss": loss}))
     card = model_card("paragonsr_tiny_x2", cfg, 4, {}, [], [], None, "", source_state="state_0000004.safetensors")
     assert line in card.splitlines()
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_the_card_says_whether_the_lr_was_rounded_to_8_bits(quantize):
+    cfg = parse_config(merge(BASE, {"degradation": {"preset": "bicubic", "quantize": quantize}}))
+    card = model_card("paragonsr_tiny_x2", cfg, 4, {}, [], [], None, "", source_state="state_0000004.safetensors")
+    assert ("The LR is then rounded to 8-bit code values." in card) == quantize
+    assert "bicubic (antialiased) downscaling only" in card

@@ -173,14 +173,15 @@ def _shown(path: str | Path) -> str:
 
 def _describe_degradation(cfg: TrainConfig) -> str:
     deg = cfg.degradation
+    rounded = " The LR is then rounded to 8-bit code values." if deg.quantize else ""
     if deg.preset == "bicubic":
-        return "bicubic (antialiased) downscaling only: the fidelity preset, as in the SR literature."
+        return "bicubic (antialiased) downscaling only: the fidelity preset, as in the SR literature." + rounded
     if deg.preset == "video":
         return (
             "the `video` preset: blur, resize with a random kernel, Gaussian/Poisson noise and JPEG, twice, then "
-            "H.264/HEVC compression of the LR picture at a random quality (see vsparagon/train/degrade.py)."
+            "H.264/HEVC compression of the LR picture at a random quality (see vsparagon/train/degrade.py)." + rounded
         )
-    return f"custom steps: `{json.dumps(to_plain(deg.steps))}`"
+    return f"custom steps: `{json.dumps(to_plain(deg.steps))}`.{rounded}"
 
 
 def _history(extra: dict[str, Any], step: int) -> tuple[list[str], float]:
