@@ -315,9 +315,13 @@ def test_smoke_config_runs_as_documented(tmp_path):
 
 
 def test_the_range_guard_bounds_a_model_that_overshoots(make_cfg, tmp_path):
-    """The shipped tiny x2 leaves [-0.2, 1.2] on hard patterns; the guard brings it back, pixel losses alone do not."""
+    """The shipped tiny x2 leaves [-0.1, 1.1] on hard patterns; the guard brings it back, pixel losses alone do not.
+
+    The limits are tighter than the guard's default so that a model already trained with the guard still
+    overshoots them (the tiny x2 of 2026-12-06 exceeds [-0.2, 1.2] by only 7e-5 here).
+    """
     start = REPO / "models" / "paragonsr_tiny_x2.safetensors"
-    limits = (-0.2, 1.2)
+    limits = (-0.1, 1.1)
     probe = losses.hard_patterns(32, 3, 24, 24, torch.Generator().manual_seed(99))  # not what training draws
 
     def excess(path: Path) -> float:
