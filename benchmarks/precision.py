@@ -12,6 +12,7 @@ frame (x4 models: 320x240), all threads.
 Run from the repository root, after ``python examples/train/fetch_data.py data --only heldout``::
 
     .venv/bin/python benchmarks/precision.py [--photos data/heldout] [--rounds 3] [--json out.json]
+        [--only tiny_x2,tiny_x4] [--model release/paragonsr_tiny_x2.onnx]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vsparagon.catalogue.files import read_onnx
 from vsparagon.runtime.backends import make_backend
 from vsparagon.runtime.precision import describe_cpu, native_reduced
 from vsparagon.runtime.source import resolve
@@ -77,14 +79,22 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=ROOT / "data" / "heldout")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", help="comma-separated models, e.g. tiny_x2,tiny_x4 (default: every shipped one)")
+    parser.add_argument("--model", type=Path, help="measure this fp32 ONNX of ours instead (an unshipped release)")
     args = parser.parse_args()
     print(f"CPU: {describe_cpu()}", file=sys.stderr)
     modes = [backend for backend, _ in MODES if backend != "openvino" or native_reduced() is not None]
     if "openvino" not in modes:
         print("skipping OpenVINO: no native bf16/fp16 here, it runs fp32 only (fp16=True is refused)", file=sys.stderr)
     rows = []
-    for variant, scale in MODELS:
-        source = resolve(variant=variant, scale=scale, model=None)
+    wanted = [(v, s) for v, s in MODELS if not args.only or f"{v}_x{s}" in args.only.split(",")]
+    if args.model is not None:
+        found = read_onnx(args.model).descriptor
+        if found is None:
+            parser.error(f"{args.model}: not one of our ONNX files (no descriptor)")
+        wanted = [(found.variant, found.scale)]
+    for variant, scale in wanted:
+        source = resolve(variant=variant, scale=scale, model=None if args.model is None else str(args.model))
         width, height = (640, 480) if scale == 2 else (320, 240)
         images = photos(args.photos, width, height)
         for backend in modes:
@@ -93,7 +103,7 @@ def main() -> None:
             ref = [exact.run(x[None])[0] for x in images]
             got = [reduced.run(x[None])[0] for x in images]
             row = {
-                "model": f"{variant} x{scale}",
+                "model": f"{variant} x{scale}" + ("" if args.model is None else f" ({args.model.name})"),
                 "backend": backend,
                 "precision": reduced.precision,
                 "fp32 fps": round(1 / best_time(exact, images[0][None], args.rounds), 3),

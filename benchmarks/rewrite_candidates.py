@@ -1,4 +1,6 @@
-"""Candidate rewrites of the CPU graph, beyond ``runtime.graph_rewrite``, timed on bare OpenVINO (fp32).
+"""Candidate rewrites of the CPU graph, beyond ``runtime.graph_rewrite``, timed on bare OpenVINO.
+
+fp32 unless ``--precision`` says otherwise (bf16 on a CPU with AVX-512 BF16).
 
 A record of what was tried to make the exact (fp32) OpenVINO path faster, so it is not tried
 again blindly. Each candidate starts from the graph the CPU backends load today
@@ -195,6 +197,9 @@ def main() -> None:
     parser.add_argument("model", type=Path, help="a ParagonSR fp32 ONNX (ours: RMSNorm block, CRD pixel shuffle)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", help="comma-separated candidates (default: all)")
+    parser.add_argument(
+        "--precision", default="f32", choices=("f32", "bf16", "f16"), help="OpenVINO's INFERENCE_PRECISION_HINT"
+    )
     args = parser.parse_args()
     source = onnx.load(str(args.model))
     descriptor = read_onnx(args.model).descriptor
@@ -205,7 +210,7 @@ def main() -> None:
     core = ov.Core()
     x = np.random.default_rng(0).random((1, 3, 480, 640), dtype=np.float32)
     config = {"INFERENCE_NUM_THREADS": 2, "NUM_STREAMS": 2, "PERFORMANCE_HINT": "THROUGHPUT"}
-    config["INFERENCE_PRECISION_HINT"] = "f32"
+    config["INFERENCE_PRECISION_HINT"] = args.precision
     compiled, reference = {}, None
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
