@@ -2,16 +2,19 @@
 
 fp32 unless ``--precision`` says otherwise (bf16 on a CPU with AVX-512 BF16).
 
-A record of what was tried to make the exact (fp32) OpenVINO path faster, so it is not tried
-again blindly. Each candidate starts from the graph the CPU backends load today
-(``rewrite_for_cpu``) and applies one more exact rewrite:
+A record of what was tried to make the OpenVINO path faster, so it is not tried again
+blindly. ``base`` is the graph OpenVINO loads today (``rewrite_for_cpu(model, "openvino")``:
+split convs, depthwise branches merged in two halves, RMSNorm by ``ReduceL2``, nearest
+enlargement by ``Gather``); the others:
 
-* ``gamma``: the RMSNorm's per-channel gain folded into the two 1x1 convs that read it;
-* ``l2``: ``Pow(x, 2) -> ReduceMean`` as ``ReduceL2`` squared over C (one pass less);
-* ``near``: the nearest-neighbour enlargement of the input (Reshape/Expand/Reshape, then Add
-  after the pixel shuffle) as a 1x1 conv of 0/1 weights added before the shuffle;
-* ``dw3`` / ``dw11``: the three full-width depthwise convs (3x3, 1x11, 11x1) as a 3x11 plus an
-  11x1, or as one 11x11;
+* ``ort``: ONNX Runtime's graph (the depthwise branches merged over all channels, no Split);
+* ``v1``: the rewrite of REWRITE_VERSION 1 (split convs and full-width depthwise only), which
+  both backends loaded until 2026-12-06;
+* ``base+gamma``: the RMSNorm's per-channel gain folded into the two 1x1 convs that read it;
+* ``base+near``: the nearest-neighbour enlargement as a 1x1 conv of 0/1 weights added before the
+  pixel shuffle (in bf16 that add runs in bf16: less accurate);
+* ``ort+dw3`` / ``ort+dw11``: the three full-width depthwise convs (3x3, 1x11, 11x1) as a 3x11
+  plus an 11x1, or as one 11x11;
 * ``ffn1``: the FFN's conv -> Split kept (only the depthwise branches merged);
 * ``ctx1``: the context Split kept (only the FFN conv split; its parts are 8-channel aligned);
 * ``asis``: the graph as shipped.
@@ -39,7 +42,7 @@ from onnx import helper
 from vsparagon.catalogue.files import read_onnx
 from vsparagon.runtime.graph_rewrite import _attrs, _Graph, merge_depthwise_branches, rewrite_for_cpu, split_convs
 
-CANDIDATES = ("base", "base+gamma", "base+l2", "base+near", "base+dw3", "base+dw11", "ffn1", "ctx1", "asis")
+CANDIDATES = ("base", "ort", "v1", "base+gamma", "base+near", "ort+dw3", "ort+dw11", "ffn1", "ctx1", "asis")
 
 
 def fold_norm_gamma(model: Any) -> Any:
@@ -61,31 +64,6 @@ def fold_norm_gamma(model: Any) -> Any:
             inputs = [node.input[0], g.add_array(r.input[1], weight), *r.input[2:]]
             g.replaced[id(r)] = [helper.make_node("Conv", inputs, list(r.output), name=r.name, **_attrs(r))]
         g.replaced[id(node)] = []
-    return g.build()
-
-
-def reduce_l2(model: Any, channels: int) -> Any:
-    """``ReduceMean(Pow(x, 2), axes=[1])`` as ``ReduceL2(x)^2 / C``."""
-    g = _Graph(model)
-    for node in g.graph.node:
-        exponent = g.arrays.get(node.input[1]) if node.op_type == "Pow" else None
-        if exponent is None or float(np.asarray(exponent).reshape(-1)[0]) != 2.0:
-            continue
-        mean = g.only_consumer(node.output[0])
-        if mean is None or mean.op_type != "ReduceMean" or list(_attrs(mean).get("axes", [])) != [1]:
-            continue
-        l2, square = g.fresh("l2"), g.fresh("square")
-        g.replaced[id(node)] = []
-        g.replaced[id(mean)] = [
-            helper.make_node("ReduceL2", [node.input[0]], [l2], axes=[1], keepdims=1, name=g.fresh("L2")),
-            helper.make_node("Mul", [l2, l2], [square], name=g.fresh("Square")),
-            helper.make_node(
-                "Mul",
-                [square, g.add_array("inv_c", np.array(1 / channels, np.float32))],
-                list(mean.output),
-                name=g.fresh("Mean"),
-            ),
-        ]
     return g.build()
 
 
@@ -171,7 +149,7 @@ def merge_depthwise_kernels(model: Any, single: bool) -> Any:
     return g.build()
 
 
-def build(name: str, model: Any, scale: int, channels: int) -> Any:
+def build(name: str, model: Any, scale: int) -> Any:
     """The candidate graph ``name``."""
     if name == "asis":
         return model
@@ -179,12 +157,13 @@ def build(name: str, model: Any, scale: int, channels: int) -> Any:
         return merge_depthwise_branches(model)[0]
     if name == "ctx1":
         return split_convs(model)[0]
-    out = rewrite_for_cpu(model)[0]
-    for step in name.split("+")[1:]:
+    if name == "v1":
+        return merge_depthwise_branches(split_convs(model)[0])[0]
+    first, *steps = name.split("+")
+    out = rewrite_for_cpu(model, "onnxruntime" if first == "ort" else "openvino")[0]
+    for step in steps:
         if step == "gamma":
             out = fold_norm_gamma(out)
-        elif step == "l2":
-            out = reduce_l2(out, channels)
         elif step == "near":
             out = fold_nearest(out, scale)
         else:
@@ -205,7 +184,7 @@ def main() -> None:
     descriptor = read_onnx(args.model).descriptor
     if descriptor is None:
         parser.error(f"{args.model}: not one of our ONNX files (no descriptor)")
-    scale, channels = descriptor.scale, int(descriptor.config["dim"])
+    scale = descriptor.scale
     names = args.only.split(",") if args.only else list(CANDIDATES)
     core = ov.Core()
     x = np.random.default_rng(0).random((1, 3, 480, 640), dtype=np.float32)
@@ -215,7 +194,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             path = Path(tmp) / f"{name}.onnx"
-            onnx.save(build(name, source, scale, channels), str(path))
+            onnx.save(build(name, source, scale), str(path))
             model = core.read_model(str(path))
             model.reshape({0: [1, 3, 480, 640]})
             compiled[name] = core.compile_model(model, "CPU", config)

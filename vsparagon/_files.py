@@ -56,7 +56,7 @@ def cached_name(source: Path, identity: str, tag: str) -> str:
     """File name of a conversion of ``source`` (``STEM-IDENTITY-TAG.onnx``).
 
     A file that is itself a conversion in the cache already carries its source's identity in its
-    name, so a further conversion of it is ``STEM-TAG.onnx`` (e.g. ``m-1a2b-fp32-cpu1.onnx``).
+    name, so a further conversion of it is ``STEM-TAG.onnx`` (e.g. ``m-1a2b-fp32-cpu2.onnx``).
     """
     if is_cached(source):
         return f"{source.stem}-{tag}.onnx"

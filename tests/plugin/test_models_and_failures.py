@@ -33,7 +33,7 @@ def test_torch_backend_runs_checkpoints_like_onnxruntime(checkpoint, tmp_path, m
     by_ort = planes(upscale(clip, model=str(checkpoint), backend="ort-cpu").get_frame(0))
     assert np.abs(by_torch - by_ort).max() < 1e-4
     cached = sorted(p.name.split("-", 2)[-1] for p in (tmp_path / "cache" / "onnx").glob("*.onnx"))
-    assert cached == ["fp32-cpu1.onnx", "fp32.onnx"]  # the export and its CPU rewrite, once each
+    assert cached == ["fp32-cpu2.onnx", "fp32.onnx"]  # the export and its CPU rewrite, once each
     with torch.no_grad():
         direct = models.load(checkpoint, fused=True)(torch.from_numpy(planes(clip.get_frame(0))).float()[None])
     assert np.abs(by_torch - direct[0].numpy()).max() < 1e-5
@@ -118,7 +118,7 @@ def test_a_checkpoint_in_half_precision_is_exported_as_fp16_once(checkpoint, tmp
     out = upscale(noise_clip(24, 16), model=str(checkpoint), backend="ort-cpu", fp16=True)
     out.get_frame(0)
     cached = sorted(p.name.split("-", 2)[-1] for p in (tmp_path / "cache" / "onnx").glob("*.onnx"))
-    assert cached == ["fp16-cpu1.onnx", "fp16.onnx"]  # the parity-checked fp16 export and its CPU rewrite
+    assert cached == ["fp16-cpu2.onnx", "fp16.onnx"]  # the parity-checked fp16 export and its CPU rewrite
 
 
 def test_openvino_errors_keep_their_reason():

@@ -1,6 +1,7 @@
-"""The CPU graph rewrite: same values as the graph as given, every ParagonSR split gone, others left alone.
+"""The CPU graph rewrite: same values as the graph as given, the ParagonSR splits gone (OpenVINO: one
+block-aligned split per context left), others left alone.
 
-Equality is checked by running both graphs in real ONNX Runtime sessions.
+Equality is checked by running both graphs in real ONNX Runtime sessions (and OpenVINO for its graph).
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from vsparagon.export.onnx import picture_like
 from vsparagon.runtime.backends.base import cpu_onnx_file
-from vsparagon.runtime.graph_rewrite import merge_depthwise_branches, rewrite_for_cpu, split_convs
+from vsparagon.runtime.graph_rewrite import (
+    merge_depthwise_branches,
+    nearest_as_gather,
+    rewrite_for_cpu,
+    rms_as_reduce_l2,
+    split_convs,
+)
 from vsparagon.runtime.source import resolve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,30 +40,65 @@ def ops(model: onnx.ModelProto) -> list[str]:
     return [n.op_type for n in model.graph.node]
 
 
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize("shape", [(1, 3, 37, 53), (2, 3, 16, 24), (1, 3, 1, 1)])
-def test_rewritten_tiny_computes_the_same(tiny_onnx, shape):
+def test_rewritten_tiny_computes_the_same(tiny_onnx, shape, runtime):
     given = onnx.load(tiny_onnx)
-    rewritten, report = rewrite_for_cpu(given)
+    rewritten, report = rewrite_for_cpu(given, runtime)
     onnx.checker.check_model(rewritten, full_check=True)
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     want = run(given, x)
     got = run(rewritten, x)
     assert got.shape == want.shape
     assert np.abs(got - want).max() < 1e-5
-    # tiny is 3 groups of 3 blocks, each with one context split and one FFN split
-    assert (report.split_convs, report.merged_branches) == (9, 9)
-    assert "Split" not in ops(rewritten)
+    # tiny is 3 groups of 3 blocks, each with one context split, one FFN split and one RMSNorm
+    assert (report.split_convs, report.merged_branches, report.reduce_l2, report.nearest) == (9, 9, 9, 1)
     assert "Split" in ops(given)
+    kept = [n for n in rewritten.graph.node if n.op_type == "Split"]
+    if runtime == "onnxruntime":
+        assert not kept
+    else:  # one split per context, into block-aligned halves: identity + square, the two bands
+        assert len(kept) == 9
+        assert all(list(numpy_helper.to_array(_initializer(rewritten, n.input[1]))) == [16, 16] for n in kept)
+    assert "Pow" not in ops(rewritten)
+    assert "Expand" not in ops(rewritten)
+    assert ops(rewritten).count("ReduceL2") == 9
 
 
+def _initializer(model: onnx.ModelProto, name: str) -> onnx.TensorProto:
+    return next(t for t in model.graph.initializer if t.name == name)
+
+
+def test_openvino_runs_its_graph_to_the_same_values(tiny_onnx):
+    import openvino as ov
+
+    given = onnx.load(tiny_onnx)
+    rewritten, _ = rewrite_for_cpu(given, "openvino")
+    x = np.random.default_rng(7).random((1, 3, 40, 56), dtype=np.float32)
+    core = ov.Core()
+    compiled = core.compile_model(
+        core.read_model(rewritten.SerializeToString(), b""), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
+    got = compiled.create_infer_request().infer({0: x})[0]
+    assert np.abs(got - run(given, x)).max() < 1e-5
+
+
+def test_unknown_runtime_is_refused(tiny_onnx):
+    with pytest.raises(ValueError, match="unknown runtime 'tensorrt'"):
+        rewrite_for_cpu(onnx.load(tiny_onnx), "tensorrt")
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 @pytest.mark.parametrize(
     "name", ["paragonsr_tiny_video_x2.onnx", "paragonsr_tiny_x4.onnx", "paragonsr_tiny_x2_fp16.onnx"]
 )
-def test_rewritten_shipped_models_compute_the_same(name):
+def test_rewritten_shipped_models_compute_the_same(name, runtime):
     given = onnx.load(str(REPO / "models" / name))
-    rewritten, report = rewrite_for_cpu(given)
+    rewritten, report = rewrite_for_cpu(given, runtime)
     assert report.changed
-    assert "Split" not in ops(rewritten)
+    assert report.nearest == 1
+    assert report.reduce_l2 == 9
+    assert ("Split" in ops(rewritten)) == (runtime == "openvino")
     half = "fp16" in name
     # trained models amplify per-pixel noise without bound (models/README.md): compare on a picture
     picture = picture_like(1, 24, 40, generator=torch.Generator().manual_seed(1)).numpy()
@@ -173,6 +215,121 @@ def test_graphs_outside_the_pattern_are_left_alone(change):
     assert rewritten is given
 
 
+def test_branches_merge_in_halves_for_openvino():
+    given = branch_graph(sizes=(2, 2, 2, 2), kernels=((3, 3), (1, 5), (5, 1)))
+    rewritten, count = merge_depthwise_branches(given, parts=2)
+    assert count == 1
+    # identity + square in one 3x3 over 4 channels; the two bands in a 1x5 and a 5x1 over the other 4, summed
+    assert ops(rewritten) == ["Split", "Conv", "Conv", "Conv", "Add", "Concat"]
+    widths = [numpy_helper.to_array(_initializer(rewritten, rewritten.graph.node[0].input[1])).tolist()]
+    assert widths == [[4, 4]]
+    groups = [helper.get_attribute_value(a) for n in rewritten.graph.node for a in n.attribute if a.name == "group"]
+    assert groups == [4, 4, 4]
+    x = np.random.default_rng(8).normal(size=(1, 8, 9, 11)).astype(np.float32)
+    assert np.abs(run(rewritten, x) - run(given, x)).max() < 1e-5
+
+
+@pytest.mark.parametrize(("sizes", "widths"), [((2, 2, 2, 2), [4, 4]), ((4, 1, 1, 2), [4, 4]), ((1, 1, 6), [2, 6])])
+def test_halves_are_cut_at_the_branch_edge_nearest_the_middle(sizes, widths):
+    kernels = [(3, 3), (1, 5), (5, 1)][: len(sizes) - 1]
+    given = branch_graph(sizes=sizes, kernels=tuple(kernels), opset=11)
+    rewritten, count = merge_depthwise_branches(given, parts=2)
+    assert count == 1
+    split = rewritten.graph.node[0]
+    assert split.op_type == "Split"
+    assert list(next(a for a in split.attribute if a.name == "split").ints) == widths
+    x = np.random.default_rng(9).normal(size=(1, sum(sizes), 9, 11)).astype(np.float32)
+    assert np.abs(run(rewritten, x) - run(given, x)).max() < 1e-5
+
+
+def rms_graph(*, channels_known=True, exponent=2.0, axes=(1,)) -> onnx.ModelProto:
+    """x -> y = x / sqrt(mean(x^2 over axes) + eps) (the RMSNorm of a ParagonSR block)."""
+    inits = [_tensor("two", np.array(exponent)), _tensor("eps", np.array(1e-6))]
+    nodes = [
+        helper.make_node("Pow", ["x", "two"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["mean"], axes=list(axes), keepdims=1),
+        helper.make_node("Add", ["mean", "eps"], ["me"]),
+        helper.make_node("Sqrt", ["me"], ["rms"]),
+        helper.make_node("Div", ["x", "rms"], ["y"]),
+    ]
+    return one_input_model(nodes, inits, [1, 6, 5, 7] if channels_known else [1, "c", 5, 7])
+
+
+def one_input_model(nodes: list, inits: list, shape: list) -> onnx.ModelProto:
+    """An opset-17 model of ``nodes`` from float input ``x`` of ``shape`` to float output ``y``."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    model = helper.make_model(
+        helper.make_graph(nodes, "graph", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    model.ir_version = 8
+    return model
+
+
+def test_rms_mean_square_becomes_reduce_l2():
+    given = rms_graph()
+    rewritten, count = rms_as_reduce_l2(given)
+    assert count == 1
+    assert "Pow" not in ops(rewritten)
+    assert "ReduceL2" in ops(rewritten)
+    x = np.random.default_rng(10).normal(size=(1, 6, 5, 7)).astype(np.float32) * 3
+    assert np.abs(run(rewritten, x) - run(given, x)).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"channels_known": False}, {"exponent": 3.0}, {"axes": (2,)}],
+    ids=["channels-unknown", "cube", "not-channels"],
+)
+def test_other_means_are_left_alone(change):
+    given = rms_graph(**change)
+    rewritten, count = rms_as_reduce_l2(given)
+    assert count == 0
+    assert rewritten is given
+
+
+def enlargement_graph(*, axes=(3, 5), scale=2) -> onnx.ModelProto:
+    """y = DepthToSpace(conv(x), s) + x repeated s x s (Unsqueeze -> Expand -> Reshape; ``axes`` (3, 5): nearest)."""
+    rng = np.random.default_rng(11)
+    inits = [
+        _tensor("w", rng.normal(size=(3 * scale * scale, 3, 3, 3))),
+        numpy_helper.from_array(np.array(axes, np.int64), "axes"),
+        numpy_helper.from_array(np.array([1, 1, 1, 1, 1, 1], np.int64), "ones"),
+        numpy_helper.from_array(np.array([0, 0, 1, 1, 1, 1], np.int64), "where"),
+        numpy_helper.from_array(np.array([1, 3, 6 * scale, 5 * scale], np.int64), "big"),
+    ]
+    reps = np.ones(6, np.int64)
+    reps[list(axes)] = scale
+    inits.append(numpy_helper.from_array(reps, "reps"))
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("DepthToSpace", ["c"], ["d"], blocksize=scale, mode="CRD"),
+        helper.make_node("Unsqueeze", ["x", "axes"], ["u"]),
+        helper.make_node("Expand", ["u", "reps"], ["e"]),
+        helper.make_node("Reshape", ["e", "big"], ["n"]),
+        helper.make_node("Add", ["d", "n"], ["y"]),
+    ]
+    return one_input_model(nodes, inits, [1, 3, 6, 5])
+
+
+def test_nearest_enlargement_becomes_gather_and_shuffle():
+    given = enlargement_graph()
+    rewritten, count = nearest_as_gather(given)
+    assert count == 1
+    assert "Expand" not in ops(rewritten)
+    assert ops(rewritten).count("DepthToSpace") == 2
+    x = np.random.default_rng(12).random((1, 3, 6, 5), dtype=np.float32)
+    assert np.array_equal(run(rewritten, x), run(given, x))
+
+
+def test_an_enlargement_that_is_not_nearest_is_left_alone():
+    # repeats along (2, 4): the input tiled, not each pixel repeated
+    given = enlargement_graph(axes=(2, 4))
+    rewritten, count = nearest_as_gather(given)
+    assert count == 0
+    assert rewritten is given
+
+
 def conv_split_graph(*, group=1, reread=False, dynamic_sizes=False, bias_input=False) -> onnx.ModelProto:
     """x -> Conv(8 -> 6) -> Split([2, 4]) -> two outputs."""
     rng = np.random.default_rng(5)
@@ -230,8 +387,11 @@ def test_cpu_backends_load_a_cached_rewrite(tiny_onnx, tmp_path, monkeypatch):
     path, fp16 = cpu_onnx_file(source, fp16=False)
     assert not fp16
     assert path.parent == tmp_path / "onnx"
-    assert path.name.endswith("-fp32-cpu1.onnx")
+    assert path.name.endswith("-fp32-cpu2.onnx")
     assert "Split" not in ops(onnx.load(str(path)))
+    ov_path, _ = cpu_onnx_file(source, fp16=False, runtime="openvino")
+    assert ov_path.name.endswith("-fp32-ov2.onnx")
+    assert ops(onnx.load(str(ov_path))).count("Split") == 9
     stamp = path.stat().st_mtime_ns
     again, _ = cpu_onnx_file(source, fp16=False)
     assert again == path

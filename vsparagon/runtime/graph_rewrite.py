@@ -15,11 +15,24 @@ remove every split, computing the same values:
   kernel shape, summed (channels outside a shape get zero taps; identity channels
   a centre tap of 1). The outputs are exactly the branches'; the zero taps cost
   extra multiply-adds (about 5% of a tiny block), far less than the conversions.
+  With ``parts=2`` (OpenVINO) the branches are merged within two halves instead
+  (identity + square, the two bands), kept apart by one Split and one Concat:
+  half the depthwise work, for two copies OpenVINO makes cheaply.
+
+Two more rewrites take passes out of OpenVINO's programs (and cost ONNX Runtime nothing):
+
+* :func:`rms_as_reduce_l2`: the RMSNorm's ``ReduceMean(Pow(x, 2))`` over channels as
+  ``ReduceL2(x)^2 / C``, one reduction instead of a squaring pass and a reduction
+  (the same value to float rounding: 4e-7 on tiny x2).
+* :func:`nearest_as_gather`: the nearest-neighbour enlargement of the input that the
+  output adds (``Reshape -> Expand -> Reshape``, which OpenVINO runs with a reference
+  kernel) as ``Gather`` of each input channel ``s*s`` times and a ``DepthToSpace``;
+  bit-identical, and it stays in float32 where OpenVINO computes the body in bf16.
 
 The functions are pure (ModelProto in, new ModelProto out) and leave any graph
-that does not match a pattern exactly unchanged. OpenVINO gains from the same
-graph (its own layout logic also splits around ``Split``), so both CPU backends
-load the rewritten file. ``VSPARAGON_GRAPH_REWRITE=0`` turns the rewrite off.
+that does not match a pattern exactly unchanged. :func:`rewrite_for_cpu` applies
+them for one runtime (:data:`RUNTIMES`); each backend loads its own rewritten file.
+``VSPARAGON_GRAPH_REWRITE=0`` turns the rewrite off.
 """
 
 from __future__ import annotations
@@ -33,7 +46,9 @@ from typing import Any
 import numpy as np
 
 #: Bumped whenever a rewrite changes, so cached rewritten files are rebuilt.
-REWRITE_VERSION = 1
+REWRITE_VERSION = 2
+#: The runtimes :func:`rewrite_for_cpu` writes a graph for; OpenVINO's merges the depthwise branches in halves.
+RUNTIMES = ("onnxruntime", "openvino")
 ENV_SWITCH = "VSPARAGON_GRAPH_REWRITE"
 
 
@@ -49,19 +64,32 @@ class RewriteReport:
     split_convs: int
     """Conv -> Split pairs replaced by one conv per part."""
     merged_branches: int
-    """Split -> depthwise branches -> Concat groups replaced by summed full-width depthwise convs."""
+    """Split -> depthwise branches -> Concat groups replaced by summed depthwise convs."""
+    reduce_l2: int = 0
+    """RMSNorm mean squares computed with ``ReduceL2``."""
+    nearest: int = 0
+    """Nearest-neighbour enlargements computed with ``Gather`` and ``DepthToSpace``."""
 
     @property
     def changed(self) -> bool:
         """True when the graph was rewritten at all."""
-        return bool(self.split_convs or self.merged_branches)
+        return bool(self.split_convs or self.merged_branches or self.reduce_l2 or self.nearest)
 
 
-def rewrite_for_cpu(model: Any) -> tuple[Any, RewriteReport]:
-    """Both rewrites, in order; returns a new ModelProto and what changed."""
+def rewrite_for_cpu(model: Any, runtime: str = "onnxruntime") -> tuple[Any, RewriteReport]:
+    """Every rewrite, in order, for ``runtime`` (one of :data:`RUNTIMES`); returns a new ModelProto and what changed.
+
+    The choices per runtime are measured (docs/performance.md, "How the CPU backends get their speed"):
+    ONNX Runtime loses to any Split, so its depthwise branches merge over all channels; OpenVINO
+    copies a Split's halves cheaply and gains from half the depthwise work.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; one of {', '.join(RUNTIMES)}")
     model, convs = split_convs(model)
-    model, branches = merge_depthwise_branches(model)
-    return model, RewriteReport(split_convs=convs, merged_branches=branches)
+    model, branches = merge_depthwise_branches(model, parts=2 if runtime == "openvino" else 1)
+    model, norms = rms_as_reduce_l2(model)
+    model, nearest = nearest_as_gather(model)
+    return model, RewriteReport(split_convs=convs, merged_branches=branches, reduce_l2=norms, nearest=nearest)
 
 
 class _Graph:
@@ -265,8 +293,79 @@ def _branches(g: _Graph, split: Any, sizes: list[int]) -> tuple[list[_Branch], A
     return branches, concat
 
 
-def merge_depthwise_branches(model: Any) -> tuple[Any, int]:
-    """Replace Split -> per-part depthwise convs / identities -> Concat with summed full-width depthwise convs."""
+def _in_parts(branches: list[_Branch], parts: int) -> list[list[_Branch]]:
+    """``branches`` cut at the branch edges nearest to ``parts`` equal channel counts (fewer parts if they coincide)."""
+    channels = branches[-1].start + branches[-1].size
+    edges = [b.start for b in branches[1:]]
+    cuts = sorted(
+        {min(edges, key=lambda e: abs(e * parts - k * channels)) for k in range(1, parts)} if edges else set()
+    )
+    groups: list[list[_Branch]] = [[]]
+    for b in branches:
+        if cuts and b.start == cuts[0]:
+            cuts.pop(0)
+            groups.append([])
+        groups[-1].append(b)
+    return groups
+
+
+def _summed_depthwise(g: _Graph, source: str, branches: list[_Branch], output: str) -> list[Any]:
+    """Depthwise convs over the channels of ``branches`` (read from ``source``), one per kernel shape, summed
+    into ``output``; identity channels get a centre tap of 1 in the first."""
+    from onnx import helper
+
+    offset = branches[0].start
+    channels = sum(b.size for b in branches)
+    convs = [b for b in branches if b.conv is not None]
+    dtype = convs[0].weight.dtype if convs[0].weight is not None else np.float32
+    kernels = list(dict.fromkeys(b.kernel for b in convs))  # first-seen order
+    bias = np.zeros(channels, dtype)  # all branch biases, added once by the first conv
+    for b in convs:
+        if b.bias is not None:
+            bias[b.start - offset : b.start - offset + b.size] = b.bias
+    nodes = []
+    total = None
+    for index, (kh, kw) in enumerate(kernels):
+        weight = np.zeros((channels, 1, kh, kw), dtype)
+        for b in branches:
+            at = slice(b.start - offset, b.start - offset + b.size)
+            if b.conv is None and index == 0:
+                weight[at, 0, kh // 2, kw // 2] = 1  # identity: centre tap
+            elif b.conv is not None and b.kernel == (kh, kw):
+                weight[at] = b.weight
+        last = index == len(kernels) - 1
+        out = output if last and total is None else g.fresh("depthwise")
+        inputs = [source, g.add_array("depthwise_w", weight)]
+        if index == 0:
+            inputs.append(g.add_array("depthwise_b", bias))
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                inputs,
+                [out],
+                name=g.fresh("DepthwiseMerged"),
+                group=channels,
+                kernel_shape=[kh, kw],
+                pads=[kh // 2, kw // 2, kh // 2, kw // 2],
+                strides=[1, 1],
+                dilations=[1, 1],
+            )
+        )
+        if total is not None:
+            summed = output if last else g.fresh("depthwise_sum")
+            nodes.append(helper.make_node("Add", [out, total], [summed], name=g.fresh("DepthwiseSum")))
+            out = summed
+        total = out
+    return nodes
+
+
+def merge_depthwise_branches(model: Any, *, parts: int = 1) -> tuple[Any, int]:
+    """Replace Split -> per-part depthwise convs / identities -> Concat with summed depthwise convs.
+
+    ``parts=1``: summed full-width convs, no Split left. ``parts=2``: the branches cut into two
+    runs of about equal width (ParagonSR: identity + square, the two bands), each merged on its
+    own channels, between one Split and one Concat.
+    """
     from onnx import helper
 
     g = _Graph(model)
@@ -276,49 +375,185 @@ def merge_depthwise_branches(model: Any) -> tuple[Any, int]:
         if found is None:
             continue
         branches, concat = found
-        channels = sum(sizes)
-        convs = [b for b in branches if b.conv is not None]
-        dtype = convs[0].weight.dtype if convs[0].weight is not None else np.float32
-        kernels = list(dict.fromkeys(b.kernel for b in convs))  # first-seen order
-        bias = np.zeros(channels, dtype)  # all branch biases, added once by the first conv
-        for b in convs:
-            if b.bias is not None:
-                bias[b.start : b.start + b.size] = b.bias
-        nodes = []
-        total = None
-        for index, (kh, kw) in enumerate(kernels):
-            weight = np.zeros((channels, 1, kh, kw), dtype)
-            for b in branches:
-                if b.conv is None and index == 0:
-                    weight[b.start : b.start + b.size, 0, kh // 2, kw // 2] = 1  # identity: centre tap
-                elif b.conv is not None and b.kernel == (kh, kw):
-                    weight[b.start : b.start + b.size] = b.weight
-            last = index == len(kernels) - 1
-            out = concat.output[0] if last and total is None else g.fresh("depthwise")
-            inputs = [split.input[0], g.add_array("depthwise_w", weight)]
-            if index == 0:
-                inputs.append(g.add_array("depthwise_b", bias))
-            nodes.append(
-                helper.make_node(
-                    "Conv",
-                    inputs,
-                    [out],
-                    name=g.fresh("DepthwiseMerged"),
-                    group=channels,
-                    kernel_shape=[kh, kw],
-                    pads=[kh // 2, kw // 2, kh // 2, kw // 2],
-                    strides=[1, 1],
-                    dilations=[1, 1],
-                )
-            )
-            if total is not None:
-                summed = concat.output[0] if last else g.fresh("depthwise_sum")
-                nodes.append(helper.make_node("Add", [out, total], [summed], name=g.fresh("DepthwiseSum")))
-                out = summed
-            total = out
+        groups = _in_parts(branches, parts)
+        if len(groups) == 1:
+            nodes = _summed_depthwise(g, split.input[0], branches, concat.output[0])
+        else:
+            widths = [sum(b.size for b in group) for group in groups]
+            names = [g.fresh("context_part") for _ in groups]
+            if len(split.input) > 1 and split.input[1]:  # opset 13+: sizes as an input
+                sizes_in = g.add_array("context_sizes", np.array(widths, np.int64))
+                nodes = [
+                    helper.make_node("Split", [split.input[0], sizes_in], names, axis=1, name=g.fresh("ContextSplit"))
+                ]
+            else:
+                nodes = [
+                    helper.make_node(
+                        "Split", [split.input[0]], names, axis=1, split=widths, name=g.fresh("ContextSplit")
+                    )
+                ]
+            joined = []
+            for group, name in zip(groups, names, strict=True):
+                if all(b.conv is None for b in group):
+                    joined.append(name)  # identities only: the part passes as it is
+                    continue
+                out = g.fresh("context_out")
+                nodes += _summed_depthwise(g, name, group, out)
+                joined.append(out)
+            nodes.append(helper.make_node("Concat", joined, [concat.output[0]], axis=1, name=g.fresh("ContextConcat")))
         g.replaced[id(split)] = nodes
         g.replaced[id(concat)] = []
-        for b in convs:
-            g.replaced[id(b.conv)] = []
+        for b in branches:
+            if b.conv is not None:
+                g.replaced[id(b.conv)] = []
         count += 1
     return (g.build(), count) if count else (model, 0)
+
+
+def _channels_of(model: Any) -> dict[str, int]:
+    """Static channel counts (axis 1) of the graph's 4D tensors, by ONNX shape inference; {} if it fails."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        return {}
+    found = {}
+    for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = info.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].HasField("dim_value"):
+            found[info.name] = int(dims[1].dim_value)
+    return found
+
+
+def rms_as_reduce_l2(model: Any) -> tuple[Any, int]:
+    """Replace ``ReduceMean(Pow(x, 2), axes=[1], keepdims=1)`` with ``ReduceL2(x)^2 / C`` (C static)."""
+    from onnx import helper
+
+    g = _Graph(model)
+    channels = None
+    count = 0
+    for node in g.graph.node:
+        exponent = g.arrays.get(node.input[1]) if node.op_type == "Pow" and g.free(node) else None
+        if exponent is None or exponent.size != 1 or float(exponent.reshape(-1)[0]) != 2.0:
+            continue
+        mean = g.only_consumer(node.output[0])
+        if mean is None or mean.op_type != "ReduceMean" or not g.free(mean):
+            continue
+        attrs = _attrs(mean)
+        axes = g.arrays.get(mean.input[1]) if len(mean.input) > 1 and mean.input[1] else attrs.get("axes")
+        if axes is None or [int(a) for a in np.asarray(axes).reshape(-1)] != [1] or attrs.get("keepdims", 1) != 1:
+            continue
+        channels = _channels_of(model) if channels is None else channels
+        width = channels.get(node.input[0])
+        if not width:
+            continue
+        l2, square = g.fresh("l2"), g.fresh("l2_square")
+        dtype = exponent.dtype
+        g.replaced[id(node)] = []
+        g.replaced[id(mean)] = [
+            helper.make_node("ReduceL2", [node.input[0], *mean.input[1:]], [l2], name=g.fresh("RmsL2"), **attrs),
+            helper.make_node("Mul", [l2, l2], [square], name=g.fresh("RmsSquare")),
+            helper.make_node(
+                "Mul", [square, g.add_array("rms_inv_c", np.array(1 / width, dtype))], list(mean.output),
+                name=g.fresh("RmsMean"),
+            ),
+        ]  # fmt: skip
+        count += 1
+    return (g.build(), count) if count else (model, 0)
+
+
+def _upstream(g: _Graph, tensor: str) -> list[Any] | None:
+    """The nodes ``tensor`` is computed from, in graph order, if it depends only on the graph input and constants."""
+    wanted, seen = [tensor], set()
+    outside = {i.name for i in g.graph.input} | {t.name for t in g.graph.initializer}
+    while wanted:
+        name = wanted.pop()
+        if name in seen or not name or name in outside:
+            continue
+        producer = g.producer.get(name)
+        if producer is None or not g.free(producer):
+            return None
+        seen.add(name)
+        wanted.extend(producer.input)
+    order = {id(n): i for i, n in enumerate(g.graph.node)}
+    nodes = {id(g.producer[name]): g.producer[name] for name in seen}
+    return sorted(nodes.values(), key=lambda n: order[id(n)])
+
+
+def _is_nearest(g: _Graph, tensor: str, nodes: list[Any], scale: int, channels: int) -> bool:
+    """Whether ``tensor`` (computed by ``nodes`` from the graph input) is the input enlarged ``scale`` times
+    by repetition, checked by running those nodes on a small input with ONNX's reference evaluator."""
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    source = g.graph.input[0]
+    dtype = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16}.get(source.type.tensor_type.elem_type)
+    if dtype is None:
+        return False
+    used = {name for n in nodes for name in n.input}
+    graph = helper.make_graph(
+        nodes,
+        "nearest",
+        [source],
+        [helper.make_tensor_value_info(tensor, source.type.tensor_type.elem_type, None)],
+        [t for t in g.graph.initializer if t.name in used] + [t for t in g.new_arrays if t.name in used],
+    )
+    probe = helper.make_model(graph, opset_imports=list(g.model.opset_import), ir_version=g.model.ir_version)
+    dims = zip(source.type.tensor_type.shape.dim, (2, channels, 3, 5), strict=True)
+    shape = [d.dim_value if d.HasField("dim_value") else size for d, size in dims]  # the input's static sizes kept
+    x = np.random.default_rng(0).random(shape).astype(dtype)
+    try:
+        outputs: list[Any] = list(ReferenceEvaluator(probe).run(None, {source.name: x}))
+        got = np.asarray(outputs[0])
+    except Exception:
+        return False
+    want = x.repeat(scale, axis=2).repeat(scale, axis=3)
+    return bool(got.shape == want.shape and np.array_equal(got, want))
+
+
+def nearest_as_gather(model: Any) -> tuple[Any, int]:
+    """Replace the output's ``Add(DepthToSpace(y, s, CRD), nearest(input))`` enlargement with
+    ``DepthToSpace(Gather(input, each channel s*s times), s, CRD)``."""
+    from onnx import helper
+
+    g = _Graph(model)
+    if len(g.graph.output) != 1 or len(g.graph.input) != 1:
+        return model, 0
+    add = g.producer.get(g.graph.output[0].name)
+    if add is None or add.op_type != "Add":
+        return model, 0
+    dims = g.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or not dims[1].HasField("dim_value"):
+        return model, 0
+    channels = int(dims[1].dim_value)
+    for side in (0, 1):
+        shuffle, other = g.producer.get(add.input[side]), add.input[1 - side]
+        if shuffle is None or shuffle.op_type != "DepthToSpace":
+            continue
+        attrs = _attrs(shuffle)
+        scale, mode = int(attrs.get("blocksize", 0)), attrs.get("mode", b"DCR")
+        nodes = _upstream(g, other)
+        if scale < 2 or mode not in (b"CRD", "CRD") or not nodes or any(n.op_type == "Conv" for n in nodes):
+            continue
+        inside = {id(n) for n in nodes}
+        readers = [r for n in nodes for out in n.output if out != other for r in g.consumers.get(out, [])]
+        if any(id(r) not in inside for r in readers) or g.only_consumer(other) is not add:
+            continue  # the enlargement feeds something else too
+        if not _is_nearest(g, other, nodes, scale, channels):
+            continue
+        repeated = g.fresh("nearest_channels")
+        index = g.add_array("nearest_index", np.repeat(np.arange(channels, dtype=np.int64), scale * scale))
+        producer = g.producer[other]
+        for n in nodes:
+            g.replaced[id(n)] = []
+        g.replaced[id(producer)] = [
+            helper.make_node(
+                "Gather", [g.graph.input[0].name, index], [repeated], axis=1, name=g.fresh("NearestGather")
+            ),
+            helper.make_node(
+                "DepthToSpace", [repeated], [other], blocksize=scale, mode="CRD", name=g.fresh("NearestShuffle")
+            ),
+        ]
+        return g.build(), 1
+    return model, 0

@@ -157,8 +157,8 @@ def stream_threads(threads: int, streams: int) -> int:
     return max(1, (threads or os.cpu_count() or 1) // streams)
 
 
-def cpu_onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
-    """:func:`onnx_file`, then the graph rewritten for CPU runtimes (:mod:`vsparagon.runtime.graph_rewrite`).
+def cpu_onnx_file(source: ModelSource, *, fp16: bool, runtime: str = "onnxruntime") -> tuple[Path, bool]:
+    """:func:`onnx_file`, then the graph rewritten for the CPU ``runtime`` (:mod:`vsparagon.runtime.graph_rewrite`).
 
     The rewritten graph computes the same values; it is cached beside the other
     conversions. A graph no rewrite applies to, ``VSPARAGON_GRAPH_REWRITE=0``, a
@@ -174,13 +174,13 @@ def cpu_onnx_file(source: ModelSource, *, fp16: bool) -> tuple[Path, bool]:
     except ImportError:
         return path, fp16_io
     # a conversion already in the cache carries its precision in its name
-    tag = f"cpu{graph_rewrite.REWRITE_VERSION}"
+    tag = f"{'ov' if runtime == 'openvino' else 'cpu'}{graph_rewrite.REWRITE_VERSION}"
     tag = tag if is_cached(path) else f"{'fp16' if fp16_io else 'fp32'}-{tag}"
     target = model_cache() / cached_name(path, source.identity, tag)
     if target.exists():
         return target, fp16_io
     try:
-        rewritten, report = graph_rewrite.rewrite_for_cpu(onnx.load(str(path)))
+        rewritten, report = graph_rewrite.rewrite_for_cpu(onnx.load(str(path)), runtime)
     except Exception as exc:  # a graph the rewrite cannot read is still a graph the runtime may run
         print(f"vsparagon: running {path.name} as given (graph rewrite failed: {exc})", file=sys.stderr)
         return path, fp16_io

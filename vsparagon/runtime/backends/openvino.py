@@ -172,7 +172,7 @@ class OpenVino(Backend):
     name = "openvino"
 
     def open(self, source: ModelSource) -> Session:
-        path, fp16_io = cpu_onnx_file(source, fp16=False)
+        path, fp16_io = cpu_onnx_file(source, fp16=False, runtime="openvino")
         streams = max(1, self.streams)
         config = {
             # one stream on every thread, or ``streams`` streams sharing them (one infer request each)
