@@ -41,7 +41,13 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--size", default="320x240", help="input frame size WxH (default 320x240)")
     parser.add_argument("--frames", type=int, default=8, help="timed frames (default 8)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed frames first (default 1)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="untimed frames first (default: one per frame in flight, the CPU count: a CPU backend's every "
+        "stream builds its kernels on its first frame)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="inference threads; 0 = all cores")
     parser.add_argument(
         "--gpu",
@@ -75,6 +81,8 @@ def parse_size(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     """Execute ``paragon bench``."""
     width, height = parse_size(args.size)
+    if args.warmup is None:
+        args.warmup = os.cpu_count() or 1  # a child renders core.num_threads frames at once: VapourSynth's default
     if args.frames < 1 or args.warmup < 0:
         raise ConfigError(f"--frames must be >= 1 and --warmup >= 0, got {args.frames} and {args.warmup}")
     from vsparagon.bench.rows import GPU_OURS, GPU_PEERS, add_overheads, measure_in_child
