@@ -242,9 +242,13 @@ def test_halves_are_cut_at_the_branch_edge_nearest_the_middle(sizes, widths):
     assert np.abs(run(rewritten, x) - run(given, x)).max() < 1e-5
 
 
-def rms_graph(*, channels_known=True, exponent=2.0, axes=(1,)) -> onnx.ModelProto:
-    """x -> y = x / sqrt(mean(x^2 over axes) + eps) (the RMSNorm of a ParagonSR block)."""
-    inits = [_tensor("two", np.array(exponent)), _tensor("eps", np.array(1e-6))]
+def rms_graph(*, channels_known=True, exponent=2.0, axes=(1,), half=False) -> onnx.ModelProto:
+    """x -> y = x / sqrt(mean(x^2 over axes) + eps) (the RMSNorm of a ParagonSR block); ``half``: all float16."""
+    dtype = np.float16 if half else np.float32
+    inits = [
+        numpy_helper.from_array(np.array(exponent, dtype), "two"),
+        numpy_helper.from_array(np.array(1e-6, dtype), "eps"),
+    ]
     nodes = [
         helper.make_node("Pow", ["x", "two"], ["sq"]),
         helper.make_node("ReduceMean", ["sq"], ["mean"], axes=list(axes), keepdims=1),
@@ -252,13 +256,14 @@ def rms_graph(*, channels_known=True, exponent=2.0, axes=(1,)) -> onnx.ModelProt
         helper.make_node("Sqrt", ["me"], ["rms"]),
         helper.make_node("Div", ["x", "rms"], ["y"]),
     ]
-    return one_input_model(nodes, inits, [1, 6, 5, 7] if channels_known else [1, "c", 5, 7])
+    shape = [1, 6, 5, 7] if channels_known else [1, "c", 5, 7]
+    return one_input_model(nodes, inits, shape, TensorProto.FLOAT16 if half else TensorProto.FLOAT)
 
 
-def one_input_model(nodes: list, inits: list, shape: list) -> onnx.ModelProto:
-    """An opset-17 model of ``nodes`` from float input ``x`` of ``shape`` to float output ``y``."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+def one_input_model(nodes: list, inits: list, shape: list, elem: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    """An opset-17 model of ``nodes`` from input ``x`` of ``shape`` to output ``y``, both of type ``elem``."""
+    x = helper.make_tensor_value_info("x", elem, shape)
+    y = helper.make_tensor_value_info("y", elem, None)
     model = helper.make_model(
         helper.make_graph(nodes, "graph", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
     )
@@ -274,6 +279,17 @@ def test_rms_mean_square_becomes_reduce_l2():
     assert "ReduceL2" in ops(rewritten)
     x = np.random.default_rng(10).normal(size=(1, 6, 5, 7)).astype(np.float32) * 3
     assert np.abs(run(rewritten, x) - run(given, x)).max() < 1e-5
+
+
+def test_rms_in_float16_stays_finite_where_the_mean_does():
+    # rms 150: the sum of squares (135,000) is past float16's 65,504, the mean (22,500) is not
+    given = rms_graph(half=True)
+    rewritten, count = rms_as_reduce_l2(given)
+    assert count == 1
+    x = np.full((1, 6, 5, 7), 150, np.float16)
+    want, got = run(given, x), run(rewritten, x)
+    assert np.isfinite(got).all()
+    assert np.abs(got.astype(np.float32) - want.astype(np.float32)).max() < 1e-2
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,8 @@ remove every split, computing the same values:
 Two more rewrites take passes out of OpenVINO's programs (and cost ONNX Runtime nothing):
 
 * :func:`rms_as_reduce_l2`: the RMSNorm's ``ReduceMean(Pow(x, 2))`` over channels as
-  ``ReduceL2(x)^2 / C``, one reduction instead of a squaring pass and a reduction
-  (the same value to float rounding: 4e-7 on tiny x2).
+  ``ReduceL2(x)^2 / C`` (float16: ``(ReduceL2(x) / sqrt(C))^2``), one reduction instead of a
+  squaring pass and a reduction (the same value to float rounding: 4e-7 on tiny x2).
 * :func:`nearest_as_gather`: the nearest-neighbour enlargement of the input that the
   output adds (``Reshape -> Expand -> Reshape``, which OpenVINO runs with a reference
   kernel) as ``Gather`` of each input channel ``s*s`` times and a ``DepthToSpace``;
@@ -427,7 +427,8 @@ def _channels_of(model: Any) -> dict[str, int]:
 
 
 def rms_as_reduce_l2(model: Any) -> tuple[Any, int]:
-    """Replace ``ReduceMean(Pow(x, 2), axes=[1], keepdims=1)`` with ``ReduceL2(x)^2 / C`` (C static)."""
+    """Replace ``ReduceMean(Pow(x, 2), axes=[1], keepdims=1)`` with ``ReduceL2(x)^2 / C`` (C static; in float16
+    ``(ReduceL2(x) / sqrt(C))^2``, which overflows only where the mean itself would)."""
     from onnx import helper
 
     g = _Graph(model)
@@ -448,17 +449,20 @@ def rms_as_reduce_l2(model: Any) -> tuple[Any, int]:
         width = channels.get(node.input[0])
         if not width:
             continue
-        l2, square = g.fresh("l2"), g.fresh("l2_square")
+        l2, part = g.fresh("l2"), g.fresh("rms_part")
         dtype = exponent.dtype
         g.replaced[id(node)] = []
-        g.replaced[id(mean)] = [
-            helper.make_node("ReduceL2", [node.input[0], *mean.input[1:]], [l2], name=g.fresh("RmsL2"), **attrs),
-            helper.make_node("Mul", [l2, l2], [square], name=g.fresh("RmsSquare")),
-            helper.make_node(
-                "Mul", [square, g.add_array("rms_inv_c", np.array(1 / width, dtype))], list(mean.output),
-                name=g.fresh("RmsMean"),
-            ),
-        ]  # fmt: skip
+        reduce = helper.make_node("ReduceL2", [node.input[0], *mean.input[1:]], [l2], name=g.fresh("RmsL2"), **attrs)
+        if dtype == np.float16:  # the root mean square, then squared: it overflows only where the mean would
+            factor = g.add_array("rms_inv_sqrt_c", np.array(width**-0.5, dtype))
+            nodes = [helper.make_node("Mul", [l2, factor], [part]), helper.make_node("Mul", [part, part], ["out"])]
+        else:  # the sum of squares, then divided by C (exact for a power of two; OpenVINO's bf16 keeps 8-bit
+            # output within 1 code value of fp32 on the held-out photos this way, not with the form above)
+            factor = g.add_array("rms_inv_c", np.array(1 / width, dtype))
+            nodes = [helper.make_node("Mul", [l2, l2], [part]), helper.make_node("Mul", [part, factor], ["out"])]
+        nodes[0].name, nodes[1].name = g.fresh("RmsSquare"), g.fresh("RmsMean")
+        nodes[1].output[0] = mean.output[0]
+        g.replaced[id(mean)] = [reduce, *nodes]
         count += 1
     return (g.build(), count) if count else (model, 0)
 
