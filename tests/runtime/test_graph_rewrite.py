@@ -171,9 +171,7 @@ def branch_graph(
     graph = helper.make_graph(
         nodes, "branches", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 9, 11])], outputs, inits
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return model
+    return as_model(graph, opset)
 
 
 @pytest.mark.parametrize("opset", [11, 17])
@@ -264,9 +262,12 @@ def one_input_model(nodes: list, inits: list, shape: list, elem: int = TensorPro
     """An opset-17 model of ``nodes`` from input ``x`` of ``shape`` to output ``y``, both of type ``elem``."""
     x = helper.make_tensor_value_info("x", elem, shape)
     y = helper.make_tensor_value_info("y", elem, None)
-    model = helper.make_model(
-        helper.make_graph(nodes, "graph", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
-    )
+    return as_model(helper.make_graph(nodes, "graph", [x], [y], inits))
+
+
+def as_model(graph: onnx.GraphProto, opset: int = 17) -> onnx.ModelProto:
+    """``graph`` as a model of the default domain's ``opset`` (IR version 8, which ONNX Runtime reads)."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     return model
 
@@ -365,10 +366,7 @@ def conv_split_graph(*, group=1, reread=False, dynamic_sizes=False, bias_input=F
     if reread:
         nodes.append(helper.make_node("Relu", ["c"], ["r"]))
         outputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
-    graph = helper.make_graph(nodes, "conv_split", inputs, outputs, inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return as_model(helper.make_graph(nodes, "conv_split", inputs, outputs, inits))
 
 
 def test_a_split_conv_becomes_one_conv_per_part():

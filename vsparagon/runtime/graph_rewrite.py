@@ -381,17 +381,12 @@ def merge_depthwise_branches(model: Any, *, parts: int = 1) -> tuple[Any, int]:
         else:
             widths = [sum(b.size for b in group) for group in groups]
             names = [g.fresh("context_part") for _ in groups]
+            inputs, sizes_attr = [split.input[0]], dict[str, Any]()
             if len(split.input) > 1 and split.input[1]:  # opset 13+: sizes as an input
-                sizes_in = g.add_array("context_sizes", np.array(widths, np.int64))
-                nodes = [
-                    helper.make_node("Split", [split.input[0], sizes_in], names, axis=1, name=g.fresh("ContextSplit"))
-                ]
+                inputs.append(g.add_array("context_sizes", np.array(widths, np.int64)))
             else:
-                nodes = [
-                    helper.make_node(
-                        "Split", [split.input[0]], names, axis=1, split=widths, name=g.fresh("ContextSplit")
-                    )
-                ]
+                sizes_attr = {"split": widths}
+            nodes = [helper.make_node("Split", inputs, names, axis=1, name=g.fresh("ContextSplit"), **sizes_attr)]
             joined = []
             for group, name in zip(groups, names, strict=True):
                 if all(b.conv is None for b in group):
@@ -455,13 +450,15 @@ def rms_as_reduce_l2(model: Any) -> tuple[Any, int]:
         reduce = helper.make_node("ReduceL2", [node.input[0], *mean.input[1:]], [l2], name=g.fresh("RmsL2"), **attrs)
         if dtype == np.float16:  # the root mean square, then squared: it overflows only where the mean would
             factor = g.add_array("rms_inv_sqrt_c", np.array(width**-0.5, dtype))
-            nodes = [helper.make_node("Mul", [l2, factor], [part]), helper.make_node("Mul", [part, part], ["out"])]
+            first, second = [l2, factor], [part, part]
         else:  # the sum of squares, then divided by C (exact for a power of two; OpenVINO's bf16 keeps 8-bit
             # output within 1 code value of fp32 on the held-out photos this way, not with the form above)
             factor = g.add_array("rms_inv_c", np.array(1 / width, dtype))
-            nodes = [helper.make_node("Mul", [l2, l2], [part]), helper.make_node("Mul", [part, factor], ["out"])]
-        nodes[0].name, nodes[1].name = g.fresh("RmsSquare"), g.fresh("RmsMean")
-        nodes[1].output[0] = mean.output[0]
+            first, second = [l2, l2], [part, factor]
+        nodes = [
+            helper.make_node("Mul", first, [part], name=g.fresh("RmsSquare")),
+            helper.make_node("Mul", second, list(mean.output), name=g.fresh("RmsMean")),
+        ]
         g.replaced[id(mean)] = [reduce, *nodes]
         count += 1
     return (g.build(), count) if count else (model, 0)
