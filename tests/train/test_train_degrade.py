@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -42,6 +46,54 @@ def test_codec_handles_odd_sizes(picture):
     odd = picture[:, :33, :47]
     out = D.codec(odd, "h264", 30, preset="ultrafast", frames=2, rng=np.random.default_rng(1))
     assert out.shape == odd.shape
+
+
+def test_h264_gives_the_same_frame_every_time(picture):
+    # With x264's AVX-512 kernels (its own choice on such CPUs) 1 encode in 15 to 1 in 800 of a small
+    # clip like this came out different (CI once failed on it); 1500 encodes catch even 1 in 800 85% of the time.
+    lr = picture[:, :32, :32]
+    first = D.codec(lr, "h264", 40, preset="medium", frames=3, rng=np.random.default_rng(0))
+    for _ in range(1500):
+        again = D.codec(lr, "h264", 40, preset="medium", frames=3, rng=np.random.default_rng(0))
+        assert torch.equal(again, first)
+
+
+X264_CAPS = """
+import sys, numpy as np, av, av.logging, torch
+from vsparagon.train import degrade as D
+av.logging.set_level(av.logging.VERBOSE)
+av.logging.restore_default_callback()  # libav's own log, on stderr
+if sys.argv[1] == "capped":
+    D.codec(torch.rand(3, 32, 32), "h264", 30, preset="veryfast", frames=2, rng=np.random.default_rng(0))
+else:  # x264 left to choose
+    D.x264_asm = lambda: None
+    D.codec(torch.rand(3, 32, 32), "h264", 30, preset="veryfast", frames=2, rng=np.random.default_rng(0))
+"""
+
+
+def x264_capabilities(mode: str) -> list[str]:
+    proc = subprocess.run([sys.executable, "-c", X264_CAPS, mode], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Error parsing option" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "using cpu capabilities:" in line]
+    assert len(lines) == 1, proc.stderr
+    return lines[0].split("using cpu capabilities:")[1].split()
+
+
+def test_x264_runs_without_avx512_and_only_there_is_capped():
+    pytest.importorskip("av")
+    flags: set[str] = set()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        flags = {f for line in info if line.startswith("flags") for f in line.split(":")[1].split()}
+    capped = x264_capabilities("capped")
+    assert "AVX512" not in capped
+    if "avx512f" in flags:
+        assert D.x264_asm() == D.X264_UP_TO_AVX2
+        own = x264_capabilities("own")
+        assert "AVX512" in own  # what the cap takes away, and nothing more
+        assert [c for c in own if c != "AVX512"] == capped
+    else:
+        assert D.x264_asm() is None
 
 
 def test_blur_removes_detail_and_keeps_flat_areas(picture):

@@ -11,10 +11,12 @@ through PyAV, the artefacts a video upscaler actually meets.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from collections.abc import Callable, Sequence
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,6 +100,28 @@ def jpeg(img: torch.Tensor, quality: int) -> torch.Tensor:
     return from_uint8(np.asarray(Image.open(buf).convert("RGB")))
 
 
+#: x264's instruction sets up to AVX2 (its ``asm`` option). On CPUs with AVX-512, PyAV's libx264 (x264 picks
+#: its AVX-512 kernels by itself) gave a different bitstream for the same clip in 1 encode in 15 to 1 in 800
+#: (by run; AMD Zen 4, PyAV 19), so ``paragon eval --lr-codec`` was not repeatable. Capped at AVX2 the output
+#: is the same every time, at the same speed.
+X264_UP_TO_AVX2 = "MMX2,SSE,SSE2,SSE2Fast,SSE3,SSSE3,SSE4.2,AVX,FMA3,BMI1,BMI2,LZCNT,AVX2"
+
+
+@functools.cache
+def x264_asm() -> str | None:
+    """The ``asm`` value for x264: capped at AVX2 where the CPU has AVX-512, else x264's own choice (None).
+
+    Every x86 CPU with AVX-512 also has the AVX2-level sets named in :data:`X264_UP_TO_AVX2`. Where Linux's
+    ``/proc/cpuinfo`` cannot be read, the CPU is not known and x264 chooses.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = next((line.partition(":")[2].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return X264_UP_TO_AVX2 if "avx512f" in flags else None
+
+
 def codec(
     img: torch.Tensor, codec_name: str, crf: float, *, preset: str, frames: int, rng: np.random.Generator
 ) -> torch.Tensor:
@@ -127,6 +151,8 @@ def codec(
         options["x265-params"] = "log-level=none:pools=1:frame-threads=1:bframes=0"
     else:
         options.update(threads="1", bf="0")
+        if (asm := x264_asm()) is not None:
+            options["x264-params"] = f"asm={asm}"
     encoder.options = options
     packets = []
     for i, frame in enumerate(clip):
