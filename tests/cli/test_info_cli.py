@@ -53,3 +53,17 @@ def test_info_json():
     ]
     assert all(Path(path).is_file() for path in report["shipped_models"].values())
     assert "CPUExecutionProvider" in report["devices"]["onnxruntime providers"]
+
+
+def test_info_says_whether_buffers_go_on_huge_pages(monkeypatch):
+    from vsparagon.runtime import hugepages
+
+    mode = hugepages.thp_mode()
+    monkeypatch.delenv(hugepages.ENV_SWITCH, raising=False)
+    line = json.loads(paragon("info", "--json").stdout)["precision"]["huge pages"]
+    if mode in ("always", "madvise"):
+        assert line == f"openvino's working memory on 2 MiB pages (transparent huge pages: {mode})"
+    else:
+        assert line.startswith("not used")
+    monkeypatch.setenv(hugepages.ENV_SWITCH, "0")
+    assert "  huge pages: off (VSPARAGON_HUGE_PAGES=0)" in paragon("info").stdout.splitlines()

@@ -190,6 +190,7 @@ def _backends() -> dict[str, str]:
 
 def _precision() -> dict[str, str]:
     """The CPU's native reduced precision and what ``fp16=None`` makes of it."""
+    from vsparagon.runtime import hugepages
     from vsparagon.runtime.precision import REDUCED_MAX_BITS, describe_cpu, native_reduced
 
     native = native_reduced()
@@ -200,7 +201,12 @@ def _precision() -> dict[str, str]:
             f"{native} on openvino for our bounded x1/x2 models on integer clips of at most {REDUCED_MAX_BITS} "
             "bits (twice the speed; see docs/performance.md#precision); fp32 otherwise"
         )
-    return {"cpu": describe_cpu(), "fp16=None": default, "fp16=False": "fp32 (exact)"}
+    return {
+        "cpu": describe_cpu(),
+        "fp16=None": default,
+        "fp16=False": "fp32 (exact)",
+        "huge pages": hugepages.describe(),
+    }
 
 
 def _state(reason: str | None) -> str:
