@@ -11,8 +11,10 @@ infer request (OpenVINO has allocated the buffers then, but not written them) it
 that appeared since as huge (``MADV_HUGEPAGE``), so the first inference faults it in as 2 MiB pages.
 
 Collapsing memory after it was written (``MADV_COLLAPSE``) would also catch what is allocated later,
-but it copies: 2.2 GB took 6 s on the 2-core EPYC, and at 4K the collapse of the frames' buffers
-made a two-frame run 3 s slower. Advice before the first write costs nothing.
+but it copies: 2.2 GB took 6 s on the 2-core EPYC, and a two-frame 4K run was about 3 s slower with
+it. Advice before the first write copies nothing. Measured on that machine (docs/performance.md,
+"Huge pages"): about +3% at 640x480 through the plugin; at 4K no gain beyond noise, and 1-3 s more
+setup.
 
 The advice keeps the contents as they are: this changes only how the memory is mapped, so it is
 safe on memory the runtime owns and uses from other threads (``khugepaged`` does the same to
@@ -141,7 +143,7 @@ class Tracker:
     def advise(self) -> int:
         """Advise what appeared since this tracker was made as huge; returns the bytes advised.
 
-        Memory not yet written then gets 2 MiB pages as it is first written, at no extra cost. Errors are
+        Memory not yet written then gets 2 MiB pages as it is first written; nothing is copied. Errors are
         ignored: a range may have been unmapped since ``/proc/self/maps`` was read (ENOMEM).
         """
         madvise = _madvise() if self.active else None
