@@ -11,9 +11,9 @@ child process per mode, in alternating order:
 
 A child upscales a 640x480 clip (RGBS, or with ``--format rgb24`` an 8-bit one, which runs the
 default precision: bf16 on a CPU with native bf16) with the shipped tiny x2 model on
-``backend="openvino"``, renders one warm-up frame, times ``--frames`` more through ``clip.frames()`` (``--threads``
-frames in flight), and reports fps, the OpenVINO library in memory and a hash of the frames
-(the two modes must print the same hash)::
+``backend="openvino"``, renders one warm-up frame per frame in flight, times ``--frames`` more
+through ``clip.frames()`` (``--threads`` frames in flight), and reports fps, the OpenVINO library
+in memory and a hash of the frames (the two modes must print the same hash)::
 
     .venv/bin/python benchmarks/beside_mlrt.py [--frames 6] [--rounds 3] [--threads 2] [--format rgb24]
 """
@@ -42,16 +42,18 @@ def child(mode: str, frames: int, threads: int, fmt: str) -> dict[str, object]:
     import vsparagon.plugin  # noqa: F401  (core.paragon for an editable install)
 
     colors = [[(i * 0.37 + c * 0.29) % 1.0 for c in range(3)] for i in range(16)]
-    tiles = [core.std.BlankClip(width=80, height=60, format=vs.RGBS, length=frames + 1, color=c) for c in colors]
+    tiles = [core.std.BlankClip(width=80, height=60, format=vs.RGBS, length=frames + threads, color=c) for c in colors]
     rows = [core.std.StackHorizontal(tiles[r * 4 : r * 4 + 4]) for r in range(4)]
     clip = core.std.StackVertical(rows).resize.Bicubic(640, 480)
     if fmt == "rgb24":
         clip = clip.resize.Point(format=vs.RGB24)
     upscaled = core.paragon.Upscale(clip, variant="tiny", backend="openvino")
-    precision = upscaled.get_frame(0).props["ParagonPrecision"]  # compiles the model
+    # Warm up one frame per frame in flight: each OpenVINO stream builds its kernels on its first frame.
+    warm = [frame.props["ParagonPrecision"] for frame in upscaled[:threads].frames()]
+    precision = warm[0]
     digest = hashlib.sha256()
     start = time.perf_counter()
-    for frame in upscaled[1:].frames():
+    for frame in upscaled[threads:].frames():
         for plane in range(frame.format.num_planes):
             digest.update(bytes(frame[plane]))
     seconds = time.perf_counter() - start
@@ -91,6 +93,12 @@ def main() -> None:
         print(f"{mode:>6}: median {statistics.median(fps):.3f} fps, best {max(fps):.3f} ({len(fps)} rounds)")
         print(f"        OpenVINO in memory: {runs[0]['runtime']}; frames sha256 {runs[0]['sha256']}")
         print(f"        ParagonPrecision {runs[0]['precision']}; rounds {' '.join(f'{v:.3f}' for v in fps)} fps")
+    capi, python = ([float(str(run["fps"])) for run in results[mode]] for mode in MODES)
+    pairs = " ".join(f"{c / p:.2f}" for c, p in zip(capi, python, strict=True))
+    print(
+        f"c-api / python: medians {statistics.median(capi) / statistics.median(python):.2f}x, "
+        f"best rounds {max(capi) / max(python):.2f}x; round by round {pairs}"
+    )
     hashes = {str(run["sha256"]) for runs in results.values() for run in runs}
     print("same frames in both modes" if len(hashes) == 1 else f"FRAMES DIFFER: {sorted(hashes)}")
 
