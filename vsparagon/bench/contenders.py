@@ -9,7 +9,7 @@ import numpy as np
 import vapoursynth as vs
 
 import vsparagon.plugin  # noqa: F401  (OpenVINO before the core, so vs-mlrt's bundled one cannot win)
-from vsparagon.bench.rows import checkpoint_of
+from vsparagon.bench.rows import OURS_DEFAULT_8BIT, checkpoint_of
 from vsparagon.plugin import upscale
 from vsparagon.runtime import gpu_info
 from vsparagon.runtime.backends.base import cpu_onnx_file
@@ -140,6 +140,7 @@ PEERS: dict[str, tuple[str, Builder, str]] = {
     "mlrt-ort": ("vs-mlrt ort", mlrt_ort, "ort"),
     "mlrt-ov": ("vs-mlrt ov", mlrt_ov, "ov"),
     "mlrt-ov-defaults": ("vs-mlrt ov defaults", mlrt_ov_defaults, "ov"),
+    "mlrt-ov-defaults-8bit": ("vs-mlrt ov defaults 8-bit", eight_bit(mlrt_ov_defaults, takes_integers=False), "ov"),
     "mlrt-trt": ("vs-mlrt trt", mlrt_trt, "trt"),
     "mlrt-ort-cuda": ("vs-mlrt ort cuda", mlrt_ort_cuda, "ort"),
 }
@@ -155,6 +156,8 @@ def builder(key: str) -> tuple[str, Builder]:
     """
     if key == OURS_REDUCED:
         return "paragon openvino fp16", ours_reduced
+    if key == OURS_DEFAULT_8BIT:
+        return "paragon default 8-bit", eight_bit(ours_default, takes_integers=True)
     if key == "ours-torch-cuda":
         return "paragon torch cuda", ours_torch_cuda
     if key.startswith("ours-"):

@@ -8,6 +8,7 @@ on a CUDA GPU), ``bare-<backend>`` (the backend's session alone, :mod:`.bare`) a
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,16 @@ from vsparagon.runtime.backends import BACKENDS
 GPU_OURS = ("ours-trt", "ours-ort-trt", "ours-ort-cuda", "ours-torch-cuda")
 #: vs-mlrt's GPU rows: its TensorRT plugin and its ONNX Runtime plugin on the CUDA provider.
 GPU_PEERS = ("mlrt-trt", "mlrt-ort-cuda")
+#: vsparagon as it comes (``backend="auto"``, ``fp16=None``) on an 8-bit copy of the clip: the as-shipped row.
+OURS_DEFAULT_8BIT = "ours-default-8bit"
+#: The comparisons printed under the table, mode for mode: name -> (our rows, vs-mlrt's rows). Each side is
+#: its fastest row present: exact fp32 against vs-mlrt's fp32 (ov with its precision hint forced), our reduced
+#: precision against vs-mlrt ov as it comes, and each product as it ships on an 8-bit source.
+BARS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "exact (fp32)": (("ours-ort-cpu", "ours-openvino"), ("mlrt-ort", "mlrt-ov")),
+    "reduced, float clip": (("ours-openvino-fp16",), ("mlrt-ov-defaults",)),
+    "as shipped, 8-bit source": ((OURS_DEFAULT_8BIT,), ("mlrt-ov-defaults-8bit",)),
+}
 
 
 def checkpoint_of(model: str) -> Path:
@@ -91,3 +102,43 @@ def add_overheads(results: dict[str, dict[str, Any]]) -> None:
         bare = results.get(key.replace("ours-", "bare-", 1), {})
         if key.startswith("ours-") and "fps" in r and "fps" in bare:
             r["overhead"] = 1 - r["fps"] / bare["fps"]
+
+
+def combine_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the rounds of one contender: the best round's result, with every round's fps and the median.
+
+    A round that did not measure (skipped, failed) makes the row that round's result.
+    """
+    for run in runs:
+        if "fps" not in run:
+            return run
+    best = dict(max(runs, key=lambda run: float(run["fps"])))
+    best["rounds"] = [float(run["fps"]) for run in runs]
+    best["fps_median"] = statistics.median(best["rounds"])
+    return best
+
+
+def bars(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Ours / vs-mlrt for each :data:`BARS` comparison whose two sides were both measured.
+
+    ``best``: the fastest of our rows over vs-mlrt's fastest, by best-round fps; ``median``: the same by
+    median-round fps (a row measured once is its own median); ``ours`` and ``peer``: the labels of the two
+    fastest rows by best round.
+    """
+
+    def median(row: dict[str, Any]) -> float:
+        return float(row.get("fps_median", row["fps"]))
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, sides in BARS.items():
+        ours, peers = ([results[key] for key in keys if "fps" in results.get(key, {})] for keys in sides)
+        if ours and peers:
+            top_ours = max(ours, key=lambda row: float(row["fps"]))
+            top_peer = max(peers, key=lambda row: float(row["fps"]))
+            out[name] = {
+                "best": float(top_ours["fps"]) / float(top_peer["fps"]),
+                "median": max(map(median, ours)) / max(map(median, peers)),
+                "ours": top_ours["label"],
+                "peer": top_peer["label"],
+            }
+    return out

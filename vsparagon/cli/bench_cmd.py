@@ -12,9 +12,11 @@ from typing import Any
 
 from vsparagon.errors import ConfigError, MissingDependencyError
 
-PEERS = ("mlrt-ort", "mlrt-ov", "mlrt-ov-defaults")
+PEERS = ("mlrt-ort", "mlrt-ov", "mlrt-ov-defaults", "mlrt-ov-defaults-8bit")
 """vs-mlrt exact (ort; ov with its precision hint forced to f32) and as it comes (ov defaults: bf16 where the CPU has
-it). Ours reduced (``ours-openvino-fp16``) joins where the CPU runs bf16/fp16 natively: mode for mode."""
+it), on the float clip and on an 8-bit source (converted to RGBS for it and back). Ours reduced
+(``ours-openvino-fp16``) joins where the CPU runs bf16/fp16 natively, and ours as it comes on the 8-bit source
+(``ours-default-8bit``) beside vs-mlrt: mode for mode."""
 
 
 def add_parser(commands: Any) -> None:
@@ -49,6 +51,13 @@ def add_parser(commands: Any) -> None:
         "stream builds its kernels on its first frame)",
     )
     parser.add_argument("--threads", type=int, default=0, help="inference threads; 0 = all cores")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every contender this many times, each time in a fresh process, the order reversed every "
+        "other round; fps is the best round, with the median beside it (default 1)",
+    )
     parser.add_argument(
         "--gpu",
         action="store_true",
@@ -85,7 +94,17 @@ def run(args: argparse.Namespace) -> int:
         args.warmup = os.cpu_count() or 1  # a child renders core.num_threads frames at once: VapourSynth's default
     if args.frames < 1 or args.warmup < 0:
         raise ConfigError(f"--frames must be >= 1 and --warmup >= 0, got {args.frames} and {args.warmup}")
-    from vsparagon.bench.rows import GPU_OURS, GPU_PEERS, add_overheads, measure_in_child
+    if not 1 <= args.rounds <= 100:
+        raise ConfigError(f"--rounds takes 1 to 100, got {args.rounds}")
+    from vsparagon.bench.rows import (
+        GPU_OURS,
+        GPU_PEERS,
+        OURS_DEFAULT_8BIT,
+        add_overheads,
+        bars,
+        combine_rounds,
+        measure_in_child,
+    )
     from vsparagon.runtime.backends import backend_names
     from vsparagon.runtime.precision import native_reduced
     from vsparagon.runtime.source import open_model, resolve
@@ -105,15 +124,21 @@ def run(args: argparse.Namespace) -> int:
     if "openvino" in backends and native_reduced() is not None:
         keys.append("ours-openvino-fp16")
     if not args.no_peers and source.kind == "onnx" and source.precision == "fp32":
-        keys += PEERS if {"ort-cpu", "openvino"} & set(backends) else ()
+        if {"ort-cpu", "openvino"} & set(backends):
+            keys += [OURS_DEFAULT_8BIT, *PEERS]
         keys += GPU_PEERS if args.gpu else ()
     threads = args.threads or os.cpu_count() or 1
-    results = {}
-    for key in keys:
-        print(f"paragon bench: {key} ...", file=sys.stderr, flush=True)
-        config = {"key": key, "model": str(source.path), "width": width, "height": height}
-        config |= {"warmup": args.warmup, "frames": args.frames, "threads": threads}
-        results[key] = measure_in_child(config)
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
+    for r in range(args.rounds):
+        for key in keys if r % 2 == 0 else keys[::-1]:
+            if runs[key] and "skipped" in runs[key][0]:
+                continue  # cannot run here: once is enough
+            step = f" (round {r + 1}/{args.rounds})" if args.rounds > 1 else ""
+            print(f"paragon bench: {key}{step} ...", file=sys.stderr, flush=True)
+            config = {"key": key, "model": str(source.path), "width": width, "height": height}
+            config |= {"warmup": args.warmup, "frames": args.frames, "threads": threads}
+            runs[key].append(measure_in_child(config))
+    results = {key: combine_rounds(rounds) for key, rounds in runs.items()}
     add_overheads(results)
     d = open_model(source.path).descriptor
     report = {
@@ -124,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
         "warmup": args.warmup,
         "frames": args.frames,
         "threads": threads,
+        "rounds": args.rounds,
         "results": results,
+        "bars": bars(results),
     }
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
@@ -153,27 +180,38 @@ def _random_model(variant: str, scale: int) -> Path:
 
 
 def render(report: dict[str, Any]) -> str:
-    """The results table (GPU memory and overhead columns where some row has them)."""
+    """The results table (median, GPU memory and overhead columns where some row has them), then the bars."""
     results = report["results"]
+    rounds = int(report.get("rounds", 1))
     gpu = any("gpu_peak_mib" in r for r in results.values())
     overhead = any("overhead" in r for r in results.values())
+    width = max([20, *(len(str(r.get("label", key))) + 2 for key, r in results.items())])
     lines = [
         f"model {report['model']} ({report['variant']} x{report['scale']}); input {report['input']}; "
-        f"{report['warmup']} warm-up + {report['frames']} timed frames; {report['threads']} threads",
-        f"{'contender':<20}{'fps':>9}{'ms/frame':>10}{'peak MiB':>10}{'setup s':>9}"
+        f"{report['warmup']} warm-up + {report['frames']} timed frames; {report['threads']} threads"
+        + (f"; {rounds} rounds, a fresh process each: fps of the best round, then the median" if rounds > 1 else ""),
+        f"{'contender':<{width}}{'fps':>9}"
+        + (f"{'median':>9}" if rounds > 1 else "")
+        + f"{'ms/frame':>10}{'peak MiB':>10}{'setup s':>9}"
         + (f"{'GPU MiB':>9}" if gpu else "")
         + (f"{'overhead':>10}" if overhead else ""),
     ]
     for key, r in results.items():
         if "fps" in r:
-            line = (
-                f"{r['label']:<20}{r['fps']:>9.3f}{r['ms_per_frame']:>10.1f}{r['peak_mib']:>10.0f}{r['setup_s']:>9.2f}"
-            )
+            line = f"{r['label']:<{width}}{r['fps']:>9.3f}"
+            if rounds > 1:
+                line += f"{r.get('fps_median', r['fps']):>9.3f}"
+            line += f"{r['ms_per_frame']:>10.1f}{r['peak_mib']:>10.0f}{r['setup_s']:>9.2f}"
             if gpu:
                 line += f"{r['gpu_peak_mib']:>9.0f}" if "gpu_peak_mib" in r else f"{'-':>9}"
             if overhead:
                 line += f"{r['overhead']:>10.1%}" if "overhead" in r else f"{'':>10}"
             lines.append(line.rstrip())
         else:
-            lines.append(f"{key:<20}  {'skipped' if 'skipped' in r else 'failed'}: {r.get('skipped') or r['error']}")
+            status = "skipped" if "skipped" in r else "failed"
+            lines.append(f"{key:<{width}}  {status}: {r.get('skipped') or r['error']}")
+    if report.get("bars"):
+        lines.append("ours / vs-mlrt, mode for mode (best round; median round):")
+        for name, bar in report["bars"].items():
+            lines.append(f"  {name}: {bar['best']:.2f}x; {bar['median']:.2f}x ({bar['ours']} / {bar['peer']})")
     return "\n".join(lines)
