@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import mmap
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +14,6 @@ import numpy as np
 import pytest
 
 from vsparagon.runtime import hugepages
-from vsparagon.runtime.backends import openvino
 from vsparagon.runtime.backends.base import onnx_file
 from vsparagon.runtime.source import resolve
 
@@ -124,36 +126,60 @@ def test_the_tracker_advises_new_memory_only(monkeypatch):
     new.close()
 
 
-def _anon_huge_kib() -> int:
+#: One OpenVINO session without the advice, then one with it, in a fresh process: the case the advice is for
+#: (vspipe compiles its sessions early). Run inside a full test run's process (2026-12-07), after earlier tests had
+#: left 478 MiB of huge pages in it, the same check saw no growth at all while the tracker still advised 16+ MiB;
+#: not pinned down, most likely the new session's buffers reused memory mapped before it, which the advice leaves
+#: alone. Prints JSON: AnonHugePages growth (KiB) in each session's first run, bytes advised, outputs equal.
+SESSION_CHILD = """
+import json, os, sys
+from pathlib import Path
+import numpy as np
+from vsparagon.runtime import hugepages
+from vsparagon.runtime.backends import openvino
+
+def anon_huge_kib():
     for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
         if line.startswith("AnonHugePages:"):
             return int(line.split()[1])
-    raise AssertionError("no AnonHugePages in smaps_rollup")
+    raise SystemExit("no AnonHugePages in smaps_rollup")
+
+def session():
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    runtime = openvino.PythonRuntime(openvino.import_openvino(), sys.argv[1], config)
+    return openvino.OpenVinoSession(runtime, scale=2, fp16_io=False, streams=1)
+
+batch = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
+os.environ[hugepages.ENV_SWITCH] = "0"
+plain = session()
+before = anon_huge_kib()
+expected = plain.run(batch)
+plain_growth = anon_huge_kib() - before
+del os.environ[hugepages.ENV_SWITCH]
+advised = session()
+before = anon_huge_kib()
+first = advised.run(batch)
+growth = anon_huge_kib() - before
+print(json.dumps({
+    "plain_advised": plain.huge_page_bytes, "plain_growth": plain_growth,
+    "advised": advised.huge_page_bytes, "growth": growth,
+    "equal": bool(np.array_equal(first, expected) and np.array_equal(advised.run(batch), expected)),
+}))
+"""
 
 
 @pytest.mark.skipif(not ADVISABLE, reason="needs Linux with transparent huge pages (always or madvise)")
-def test_openvino_session_puts_its_buffers_on_huge_pages(tiny_onnx, monkeypatch):
+def test_openvino_session_puts_its_buffers_on_huge_pages(tiny_onnx):
     path, _ = onnx_file(resolve(variant=None, scale=2, model=tiny_onnx), fp16=False)
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-    batch = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
-
-    def session() -> openvino.OpenVinoSession:
-        runtime = openvino.PythonRuntime(openvino.import_openvino(), path, config)
-        return openvino.OpenVinoSession(runtime, scale=2, fp16_io=False, streams=1)
-
-    monkeypatch.setenv(hugepages.ENV_SWITCH, "0")
-    plain = session()
-    huge_before = _anon_huge_kib()
-    expected = plain.run(batch)
-    assert plain.huge_page_bytes == 0
-    plain_growth = _anon_huge_kib() - huge_before
-    monkeypatch.delenv(hugepages.ENV_SWITCH)
-    advised = session()
-    huge_before = _anon_huge_kib()
-    first = advised.run(batch)
+    env = {key: value for key, value in os.environ.items() if key != hugepages.ENV_SWITCH}
+    done = subprocess.run(
+        [sys.executable, "-c", SESSION_CHILD, str(path)], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.splitlines()[-1])
+    assert got["plain_advised"] == 0
     # 256x256 with 32 to 128 channels in float32: tens of MiB of activations, now on 2 MiB pages
-    assert advised.huge_page_bytes >= 16 * MiB
+    assert got["advised"] >= 16 * MiB
     if hugepages.thp_mode() == "madvise":  # under "always" the plain session gets huge pages as well
-        assert _anon_huge_kib() - huge_before >= plain_growth + 16 * 1024
-    np.testing.assert_array_equal(first, expected)
-    np.testing.assert_array_equal(advised.run(batch), expected)
+        assert got["growth"] >= got["plain_growth"] + 16 * 1024
+    assert got["equal"]  # the advice never changes what is computed
