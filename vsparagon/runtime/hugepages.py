@@ -53,13 +53,8 @@ def switched_off() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "off", "no", "false")
 
 
-def enabled() -> bool:
-    """True where sessions advise huge pages: Linux, transparent huge pages not ``never``, and not switched off."""
-    return not switched_off() and sys.platform == "linux" and thp_mode() in ("always", "madvise")
-
-
-def describe() -> str:
-    """One line for ``paragon info``: whether sessions put their buffers on huge pages here, and why not."""
+def _why_not() -> str | None:
+    """Why sessions do not advise huge pages here (the ``paragon info`` wording), or None where they do."""
     if switched_off():
         return f"off ({ENV_SWITCH}={os.environ[ENV_SWITCH]})"
     if sys.platform != "linux":
@@ -67,7 +62,17 @@ def describe() -> str:
     mode = thp_mode()
     if mode not in ("always", "madvise"):
         return f"not used: the kernel's transparent huge pages are {mode or 'not available'}"
-    return f"openvino's working memory on 2 MiB pages (transparent huge pages: {mode})"
+    return None
+
+
+def enabled() -> bool:
+    """True where sessions advise huge pages: Linux, transparent huge pages not ``never``, and not switched off."""
+    return _why_not() is None
+
+
+def describe() -> str:
+    """One line for ``paragon info``: whether sessions put their buffers on huge pages here, and why not."""
+    return _why_not() or f"openvino's working memory on 2 MiB pages (transparent huge pages: {thp_mode()})"
 
 
 def anonymous_ranges(maps_text: str | None = None) -> Ranges:
